@@ -1,0 +1,68 @@
+/* api.h: the REST side. The router (router.c) runs on the loop: it matches the route, then hands
+ * the request to a worker thread, where the token is checked and the handler runs with a store
+ * connection from the pool; the answer is written back on the loop. Handlers fill status and out
+ * and never touch the conn. */
+#ifndef PL_API_H
+#define PL_API_H
+
+#include <jansson.h>
+
+#include "server/server.h"
+#include "server/store/store.h"
+
+typedef struct api_req api_req;
+typedef void (*api_fn)(api_req *r, store_t *st);
+
+struct api_req {
+    uv_work_t w;
+    conn_t *c;
+    server_t *s;
+    api_fn fn;
+    bool need_auth;
+    char method[12];
+    char path[512];
+    char query[1024];
+    char param[ID_MAX]; /* the {} segment of the route, if any */
+    char *authz;        /* Authorization header */
+    buf_t body;
+    bool has_body;
+    char ip[48];
+    bool keep_alive;
+    /* set on the worker */
+    json_t *in; /* the parsed body */
+    char user[ID_MAX], dev[ID_MAX];
+    int status;
+    json_t *out;
+    int retry_after;
+    char kick_dev[ID_MAX];
+};
+
+void api_dispatch(conn_t *c);
+/* Answers an HTTP error and closes the connection (malformed requests). */
+void api_reply_error_close(conn_t *c, int status, const char *code, const char *msg);
+/* The same with extra header lines ("Name: value\r\n"). */
+void api_reply_error_close_hdr(conn_t *c, int status, const char *extra, const char *code,
+                               const char *msg);
+
+/* For handlers: set r->status and an error body. Returns nothing useful; handlers return after. */
+void api_error(api_req *r, int status, const char *code, const char *msg);
+void api_ok(api_req *r, int status, json_t *out);
+/* The value of a query parameter, URL-decoded, into out; false when absent or too long. */
+bool api_query(const api_req *r, const char *name, char *out, size_t outlen);
+
+/* accounts.c */
+void h_accounts_create(api_req *r, store_t *st);
+void h_sessions_create(api_req *r, store_t *st);
+void h_sessions_delete(api_req *r, store_t *st);
+/* users.c */
+void h_me_get(api_req *r, store_t *st);
+void h_me_patch(api_req *r, store_t *st);
+void h_user_get(api_req *r, store_t *st);
+void h_users_search(api_req *r, store_t *st);
+void h_devices_list(api_req *r, store_t *st);
+void h_device_delete(api_req *r, store_t *st);
+json_t *user_public_json(const st_user *u);
+json_t *user_me_json(const st_user *u);
+json_t *device_json(const st_device *d, const char *current);
+
+#endif

@@ -1,0 +1,290 @@
+/* router.c: matching REST routes and running handlers off the loop. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/jsonx.h"
+#include "common/log.h"
+#include "server/api/api.h"
+#include "server/api/auth.h"
+#include "server/pipeline/pipeline.h"
+#include "server/store/pool.h"
+
+typedef struct route {
+    const char *method;
+    const char *pattern; /* "{}" matches one path segment */
+    api_fn fn;
+    bool auth;
+} route;
+
+static const route routes[] = {
+    {"POST", "/v1/accounts", h_accounts_create, false},
+    {"POST", "/v1/sessions", h_sessions_create, false},
+    {"DELETE", "/v1/sessions/current", h_sessions_delete, true},
+    {"GET", "/v1/me", h_me_get, true},
+    {"PATCH", "/v1/me", h_me_patch, true},
+    {"GET", "/v1/users", h_users_search, true},
+    {"GET", "/v1/users/{}", h_user_get, true},
+    {"GET", "/v1/devices", h_devices_list, true},
+    {"DELETE", "/v1/devices/{}", h_device_delete, true},
+};
+
+/* Does path match pattern? The {} segment is copied into param. */
+static bool match(const char *pattern, const char *path, char *param, size_t plen)
+{
+    while (*pattern && *path) {
+        if (pattern[0] == '{' && pattern[1] == '}') {
+            size_t n = strcspn(path, "/");
+            if (n == 0 || n >= plen) return false;
+            memcpy(param, path, n);
+            param[n] = 0;
+            path += n;
+            pattern += 2;
+            continue;
+        }
+        if (*pattern++ != *path++) return false;
+    }
+    return !*pattern && !*path;
+}
+
+static void respond_hdr(conn_t *c, int status, const char *extra, json_t *body, int retry_after,
+                        bool keep_alive)
+{
+    char *js = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    size_t blen = js ? strlen(js) : 0;
+    buf_t out;
+    buf_init(&out);
+    buf_printf(&out, "HTTP/1.1 %d %s\r\n", status, http_status_text(status));
+    if (js) buf_printf(&out, "Content-Type: application/json\r\n");
+    buf_printf(&out, "Content-Length: %zu\r\n", blen);
+    if (retry_after > 0) buf_printf(&out, "Retry-After: %d\r\n", retry_after);
+    if (!keep_alive) buf_printf(&out, "Connection: close\r\n");
+    if (extra) buf_append_str(&out, extra);
+    buf_append(&out, "\r\n", 2);
+    buf_append(&out, js, blen);
+    conn_write(c, out.data, out.len);
+    buf_free(&out);
+    free(js);
+}
+
+static void respond(conn_t *c, int status, json_t *body, int retry_after, bool keep_alive)
+{
+    respond_hdr(c, status, NULL, body, retry_after, keep_alive);
+}
+
+static json_t *error_json(const char *code, const char *msg)
+{
+    return json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg);
+}
+
+void api_reply_error_close_hdr(conn_t *c, int status, const char *extra, const char *code,
+                               const char *msg)
+{
+    json_t *e = error_json(code, msg);
+    respond_hdr(c, status, extra, e, 0, false);
+    json_decref(e);
+    conn_close(c);
+}
+
+void api_reply_error_close(conn_t *c, int status, const char *code, const char *msg)
+{
+    api_reply_error_close_hdr(c, status, NULL, code, msg);
+}
+
+/* After an answer: the next pipelined request, or close. */
+static void finish(conn_t *c, bool keep_alive)
+{
+    if (!keep_alive || c->srv->stopping) {
+        conn_close(c);
+        return;
+    }
+    http_in_next(&c->http);
+    conn_resume(c);
+}
+
+static void reply_now(conn_t *c, int status, const char *code, const char *msg)
+{
+    bool ka = http_in_keep_alive(&c->http);
+    json_t *e = error_json(code, msg);
+    respond(c, status, e, 0, ka);
+    json_decref(e);
+    finish(c, ka);
+}
+
+void api_error(api_req *r, int status, const char *code, const char *msg)
+{
+    r->status = status;
+    json_decref(r->out);
+    r->out = error_json(code, msg);
+}
+
+void api_ok(api_req *r, int status, json_t *out)
+{
+    r->status = status;
+    json_decref(r->out);
+    r->out = out;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+bool api_query(const api_req *r, const char *name, char *out, size_t outlen)
+{
+    size_t nl = strlen(name);
+    for (const char *p = r->query; *p;) {
+        const char *end = p + strcspn(p, "&");
+        if ((size_t)(end - p) > nl && strncmp(p, name, nl) == 0 && p[nl] == '=') {
+            size_t o = 0;
+            for (const char *q = p + nl + 1; q < end; q++) {
+                char ch = *q;
+                if (ch == '+')
+                    ch = ' ';
+                else if (ch == '%') {
+                    if (end - q < 3 || hexval(q[1]) < 0 || hexval(q[2]) < 0) return false;
+                    ch = (char)(hexval(q[1]) * 16 + hexval(q[2]));
+                    q += 2;
+                }
+                if (o + 1 >= outlen) return false;
+                out[o++] = ch;
+            }
+            out[o] = 0;
+            return true;
+        }
+        p = *end ? end + 1 : end;
+    }
+    return false;
+}
+
+static void work(uv_work_t *w)
+{
+    api_req *r = w->data;
+    if (r->has_body) {
+        json_error_t err;
+        r->in = json_loadb((const char *)r->body.data, r->body.len, JSON_REJECT_DUPLICATES, &err);
+        if (!json_is_object(r->in) || !jsonx_depth_ok(r->in, 16)) {
+            api_error(r, 400, "invalid_json",
+                      "The body must be a JSON object (at most 16 levels deep).");
+            return;
+        }
+    }
+    store_t *st = store_pool_get(r->s->pool);
+    if (!st) {
+        api_error(r, 503, "unavailable", "The database cannot be opened right now; retry.");
+        return;
+    }
+    if (r->need_auth) {
+        const char *code, *msg;
+        const char *a = r->authz;
+        if (!a || strncasecmp(a, "Bearer ", 7) != 0) {
+            api_error(r, 401, "unauthenticated", "Send Authorization: Bearer <token>.");
+            goto out;
+        }
+        if (token_check(r->s, st, a + 7, r->user, r->dev, &code, &msg) != 0) {
+            api_error(r, strcmp(code, "internal") == 0 ? 500 : 401, code, msg);
+            goto out;
+        }
+    }
+    r->fn(r, st);
+    if (!r->status) api_error(r, 500, "internal", "The server failed to answer; retry.");
+out:
+    store_pool_put(r->s->pool, st);
+}
+
+static void done(uv_work_t *w, int status)
+{
+    api_req *r = w->data;
+    conn_t *c = r->c;
+    server_t *s = r->s;
+    if (status != 0) api_error(r, 503, "unavailable", "The server is shutting down; retry.");
+    if (r->kick_dev[0]) session_kick(s, r->user, r->kick_dev, "unauthenticated: device logged out");
+    if (conn_unref(c)) {
+        if (r->status == 429 && r->out) {
+            json_t *e = json_object_get(r->out, "error");
+            json_object_set_new(e, "retry_after", json_integer(r->retry_after));
+        }
+        respond(c, r->status, r->status == 204 ? NULL : r->out, r->retry_after, r->keep_alive);
+        finish(c, r->keep_alive);
+    }
+    json_decref(r->in);
+    json_decref(r->out);
+    free(r->authz);
+    buf_free(&r->body);
+    free(r);
+}
+
+void api_dispatch(conn_t *c)
+{
+    http_in *h = &c->http;
+    const char *url = http_in_url(h);
+    const char *method = http_in_method(h);
+    char path[512];
+    size_t plen = strcspn(url, "?");
+    if (plen >= sizeof path) return reply_now(c, 404, "not_found", "There is no such path.");
+    memcpy(path, url, plen);
+    path[plen] = 0;
+
+    if (strcmp(path, "/v1/ws") == 0) {
+        if (!http_in_upgrade(h) && strcmp(method, "GET") != 0)
+            return reply_now(c, 405, "method_not_allowed", "Use GET to open the WebSocket.");
+        return inbound_upgrade(c);
+    }
+    if (http_in_upgrade(h))
+        return api_reply_error_close(c, 400, "bad_request", "Only /v1/ws can be upgraded.");
+    if (strcmp(path, "/v1/health") == 0) {
+        if (strcmp(method, "GET") != 0) return reply_now(c, 405, "method_not_allowed", "Use GET.");
+        bool ka = http_in_keep_alive(h);
+        json_t *o = json_pack("{s:s, s:s}", "status", c->srv->stopping ? "stopping" : "ok",
+                              "version", PARLEY_VERSION);
+        respond(c, c->srv->stopping ? 503 : 200, o, 0, ka);
+        json_decref(o);
+        return finish(c, ka);
+    }
+    char param[ID_MAX];
+    const route *found = NULL;
+    bool path_known = false;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        if (!match(routes[i].pattern, path, param, sizeof param)) continue;
+        path_known = true;
+        if (strcmp(routes[i].method, method) == 0) {
+            found = &routes[i];
+            break;
+        }
+    }
+    if (!found && path_known)
+        return reply_now(c, 405, "method_not_allowed", "This path does not take that method.");
+    if (!found) return reply_now(c, 404, "not_found", "There is no such path.");
+    bool has_body = h->body.len > 0;
+    if (has_body) {
+        const char *ct = http_in_header(h, "content-type");
+        if (!ct || strncasecmp(ct, "application/json", 16) != 0)
+            return reply_now(c, 415, "unsupported_media_type",
+                             "Send the body as Content-Type: application/json.");
+    }
+    api_req *r = calloc(1, sizeof *r);
+    if (!r) abort();
+    r->w.data = r;
+    r->c = c;
+    r->s = c->srv;
+    r->fn = found->fn;
+    r->need_auth = found->auth;
+    snprintf(r->method, sizeof r->method, "%s", method);
+    snprintf(r->path, sizeof r->path, "%s", path);
+    const char *q = strchr(url, '?');
+    snprintf(r->query, sizeof r->query, "%s", q ? q + 1 : "");
+    snprintf(r->param, sizeof r->param, "%s",
+             found->pattern[strlen(found->pattern) - 1] == '}' ? param : "");
+    const char *az = http_in_header(h, "authorization");
+    r->authz = az ? strdup(az) : NULL;
+    r->body = h->body; /* moved */
+    buf_init(&h->body);
+    r->has_body = has_body;
+    snprintf(r->ip, sizeof r->ip, "%s", c->ip);
+    r->keep_alive = http_in_keep_alive(h);
+    c->busy = true;
+    conn_ref(c);
+    uv_queue_work(c->srv->loop, &r->w, work, done);
+}

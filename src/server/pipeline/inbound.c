@@ -1,0 +1,313 @@
+/* inbound.c: the WebSocket side of a conn on the loop (InboundMessageHandler).
+ *
+ * It performs the upgrade, authenticates the socket with its first frame (the token check reads
+ * the store, so it runs on a worker; frames that arrive meanwhile wait in c->in), then parses,
+ * validates and rate-limits each frame. The sender is always the authenticated device, never a
+ * field of the frame. Valid sends become pipeline items; nothing here touches the disk. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "common/log.h"
+#include "server/api/api.h"
+#include "common/jsonx.h"
+#include "server/api/auth.h"
+#include "server/net/http.h"
+#include "server/pipeline/pipeline.h"
+#include "server/store/pool.h"
+
+#define MAX_BODY_JSON 65536
+
+static const ws_handler handler = {.on_text = inbound_on_text};
+
+void inbound_upgrade(conn_t *c)
+{
+    const http_in *h = &c->http;
+    const char *up = http_in_header(h, "upgrade");
+    const char *conn = http_in_header(h, "connection");
+    const char *key = http_in_header(h, "sec-websocket-key");
+    const char *ver = http_in_header(h, "sec-websocket-version");
+    uint8_t raw[32];
+    bool key_ok = key && strlen(key) == 24 &&
+                  sodium_base642bin(raw, sizeof raw, key, 24, NULL, NULL, NULL,
+                                    sodium_base64_VARIANT_ORIGINAL) == 0;
+    if (strcmp(http_in_method(h), "GET") != 0 || !up || !http_token_in(up, "websocket") || !conn ||
+        !http_token_in(conn, "upgrade") || !key_ok) {
+        api_reply_error_close(c, 400, "bad_request",
+                              "A WebSocket handshake needs GET with Upgrade: websocket, "
+                              "Connection: Upgrade and a valid Sec-WebSocket-Key.");
+        return;
+    }
+    if (!ver || strcmp(ver, "13") != 0) {
+        api_reply_error_close_hdr(c, 426, "Sec-WebSocket-Version: 13\r\n", "bad_request",
+                                  "This server speaks WebSocket version 13 only.");
+        return;
+    }
+    char accept[29];
+    ws_accept_key(accept, key, strlen(key));
+    char resp[256];
+    int n = snprintf(resp, sizeof resp,
+                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+                     accept);
+    conn_write(c, resp, (size_t)n);
+    c->ws = ws_new(true, (size_t)c->srv->cfg.max_frame, &handler, c);
+    if (!c->ws) {
+        conn_close(c);
+        return;
+    }
+    c->state = CONN_WS;
+    c->last_frame_at = mono_ms();
+    conn_start_timer(c, (uint64_t)c->srv->cfg.auth_timeout);
+}
+
+/* ---- auth ---- */
+
+typedef struct auth_job {
+    uv_work_t w;
+    conn_t *c;
+    char *token;
+    char user[ID_MAX], dev[ID_MAX];
+    int64_t head;
+    const char *err_code, *err_msg;
+} auth_job;
+
+static void auth_work(uv_work_t *w)
+{
+    auth_job *j = w->data;
+    store_t *st = store_pool_get(j->c->srv->pool);
+    if (!st) {
+        j->err_code = "internal";
+        j->err_msg = "The server cannot check tokens right now; reconnect.";
+        return;
+    }
+    if (token_check(j->c->srv, st, j->token, j->user, j->dev, &j->err_code, &j->err_msg) == 0 &&
+        store_user_head(st, j->user, &j->head) != ST_OK) {
+        j->err_code = "internal";
+        j->err_msg = "The server cannot read the inbox right now; reconnect.";
+    }
+    store_pool_put(j->c->srv->pool, st);
+}
+
+static void auth_done(uv_work_t *w, int status)
+{
+    auth_job *j = w->data;
+    conn_t *c = j->c;
+    if (status == 0 && conn_alive(c)) {
+        if (j->err_code) {
+            char reason[120];
+            snprintf(reason, sizeof reason, "%s: %s", j->err_code, j->err_msg);
+            conn_ws_close(c, WS_CLOSE_UNAUTH, reason);
+        } else {
+            c->authed = true;
+            memcpy(c->user, j->user, sizeof c->user);
+            memcpy(c->dev, j->dev, sizeof c->dev);
+            c->tokens = (double)c->srv->cfg.rate_msgs * 2;
+            c->tokens_at = mono_ms();
+            session_add(c);
+            conn_start_timer(c, (uint64_t)c->srv->cfg.idle_timeout / 4);
+            json_t *o = json_pack("{s:s, s:s, s:s, s:I}", "type", "ready", "user", c->user,
+                                  "device", c->dev, "head", (json_int_t)j->head);
+            char *s = json_dumps(o, JSON_COMPACT);
+            json_decref(o);
+            conn_ws_send(c, s, strlen(s));
+            free(s);
+        }
+    }
+    free(j->token);
+    free(j);
+    if (!conn_unref(c)) return;
+    c->busy = false;
+    /* Frames that came with the auth frame, in order; then whatever waits in c->in. */
+    buf_t early = c->early;
+    buf_init(&c->early);
+    for (size_t off = 0; off + 4 <= early.len && conn_alive(c);) {
+        uint32_t n;
+        memcpy(&n, early.data + off, sizeof n);
+        inbound_on_text(c, (const char *)early.data + off + 4, n);
+        off += 4 + n;
+    }
+    buf_free(&early);
+    if (conn_alive(c)) conn_resume(c);
+}
+
+static void start_auth(conn_t *c, json_t *f)
+{
+    const char *token = json_string_value(json_object_get(f, "token"));
+    if (!token) {
+        conn_ws_close(c, WS_CLOSE_UNAUTH, "unauthenticated: the auth frame needs a token");
+        return;
+    }
+    auth_job *j = calloc(1, sizeof *j);
+    if (!j) abort();
+    j->w.data = j;
+    j->c = c;
+    j->token = strdup(token);
+    c->busy = true; /* later frames wait in c->in until the answer */
+    conn_ref(c);
+    uv_queue_work(c->srv->loop, &j->w, auth_work, auth_done);
+}
+
+/* ---- frames ---- */
+
+static bool rate_ok(conn_t *c)
+{
+    int64_t now = mono_ms();
+    double rate = (double)c->srv->cfg.rate_msgs;
+    c->tokens += (double)(now - c->tokens_at) * rate / 1000.0;
+    if (c->tokens > rate * 2) c->tokens = rate * 2;
+    c->tokens_at = now;
+    if (c->tokens < 1.0) return false;
+    c->tokens -= 1.0;
+    return true;
+}
+
+static bool get_str(json_t *f, const char *key, size_t max, const char **out)
+{
+    json_t *v = json_object_get(f, key);
+    if (!json_is_string(v)) return false;
+    size_t n = json_string_length(v);
+    if (n < 1 || n > max) return false;
+    *out = json_string_value(v);
+    return true;
+}
+
+static void on_send(conn_t *c, json_t *f, const char *id)
+{
+    const char *to, *cmid, *kind;
+    json_t *body = json_object_get(f, "body");
+    json_t *reply = json_object_get(f, "reply_to");
+    if (!get_str(f, "to", ID_MAX - 1, &to) || !id_valid(to, "u_"))
+        return send_error(c, id, "invalid_request", "to must be a user id (u_...).");
+    if (!get_str(f, "cmid", 64, &cmid))
+        return send_error(c, id, "invalid_request", "cmid must be a string of 1 to 64 bytes.");
+    if (!get_str(f, "kind", 15, &kind) ||
+        (strcmp(kind, "text") && strcmp(kind, "media") && strcmp(kind, "sticker")))
+        return send_error(c, id, "invalid_request", "kind must be text, media or sticker.");
+    if (!json_is_object(body))
+        return send_error(c, id, "invalid_request", "body must be an object.");
+    if (reply && (!json_is_integer(reply) || json_integer_value(reply) < 1))
+        return send_error(c, id, "invalid_request", "reply_to must be a seq (an integer >= 1).");
+    if (strcmp(kind, "text") == 0) {
+        json_t *t = json_object_get(body, "text");
+        if (!json_is_string(t) || json_string_length(t) == 0)
+            return send_error(c, id, "invalid_request", "A text message needs body.text.");
+        if (json_string_length(t) > (size_t)c->srv->cfg.max_text)
+            return send_error(c, id, "text_too_long", "The text is longer than the server takes.");
+    }
+    char *bj = json_dumps(body, JSON_COMPACT);
+    if (!bj) return send_error(c, id, "invalid_request", "body cannot be encoded.");
+    if (strlen(bj) > MAX_BODY_JSON) {
+        free(bj);
+        return send_error(c, id, "body_too_large", "The body is larger than 64 KiB as JSON.");
+    }
+    if (!rate_ok(c)) {
+        free(bj);
+        return send_error(c, id, "rate_limited", "Too many messages a second; slow down.");
+    }
+    item *it = calloc(1, sizeof *it);
+    if (!it) abort();
+    it->kind = ITEM_SEND;
+    it->conn = c;
+    snprintf(it->req_id, sizeof it->req_id, "%s", id);
+    memcpy(it->user, c->user, ID_MAX);
+    memcpy(it->dev, c->dev, ID_MAX);
+    snprintf(it->to, sizeof it->to, "%s", to);
+    snprintf(it->cmid, sizeof it->cmid, "%s", cmid);
+    snprintf(it->msg_kind, sizeof it->msg_kind, "%s", kind);
+    it->body = bj;
+    it->reply_to = reply ? json_integer_value(reply) : 0;
+    conn_ref(c);
+    pipeline_submit(c->srv, it);
+}
+
+static void on_sync(conn_t *c, json_t *f, const char *id)
+{
+    json_t *after = json_object_get(f, "after");
+    json_t *limit = json_object_get(f, "limit");
+    if (!json_is_integer(after) || json_integer_value(after) < 0)
+        return send_error(c, id, "invalid_request", "after must be an inbox position (>= 0).");
+    json_int_t lim = 100;
+    if (limit) {
+        if (!json_is_integer(limit) || json_integer_value(limit) < 1 ||
+            json_integer_value(limit) > c->srv->cfg.sync_max)
+            return send_error(c, id, "invalid_request", "limit must be from 1 to 500.");
+        lim = json_integer_value(limit);
+    }
+    if (c->syncing)
+        return send_error(c, id, "sync_in_progress", "Wait for synced before the next sync.");
+    outbound_sync(c, id, json_integer_value(after), (int)lim);
+}
+
+static void on_recv(conn_t *c, json_t *f, const char *id)
+{
+    json_t *upto = json_object_get(f, "upto");
+    if (!json_is_integer(upto) || json_integer_value(upto) < 0)
+        return send_error(c, id, "invalid_request", "upto must be an inbox position (>= 0).");
+    item *it = calloc(1, sizeof *it);
+    if (!it) abort();
+    it->kind = ITEM_RECV;
+    it->conn = c;
+    memcpy(it->user, c->user, ID_MAX);
+    memcpy(it->dev, c->dev, ID_MAX);
+    it->upto = json_integer_value(upto);
+    conn_ref(c);
+    pipeline_submit(c->srv, it);
+}
+
+void inbound_on_text(void *ud, const char *msg, size_t len)
+{
+    conn_t *c = ud;
+    if (!conn_alive(c)) return;
+    c->last_frame_at = mono_ms();
+    json_error_t err;
+    json_t *f = json_loadb(msg, len, JSON_REJECT_DUPLICATES, &err);
+    const char *type = f ? json_string_value(json_object_get(f, "type")) : NULL;
+    if (!c->authed && c->busy) { /* the auth check is running: keep the frame for after it */
+        json_decref(f);
+        if (c->early.len + len > (size_t)c->srv->cfg.max_frame * 4) {
+            conn_ws_close(c, WS_CLOSE_POLICY, "too many frames before ready");
+            return;
+        }
+        uint32_t n = (uint32_t)len;
+        buf_append(&c->early, &n, sizeof n);
+        buf_append(&c->early, msg, len);
+        return;
+    }
+    if (!c->authed) {
+        if (!type || strcmp(type, "auth") != 0)
+            conn_ws_close(c, WS_CLOSE_UNAUTH, "unauthenticated: the first frame must be auth");
+        else
+            start_auth(c, f);
+        json_decref(f);
+        return;
+    }
+    json_t *idv = f ? json_object_get(f, "id") : NULL;
+    const char *id =
+        json_is_string(idv) && json_string_length(idv) <= 64 ? json_string_value(idv) : NULL;
+    if (!json_is_object(f) || !type || !jsonx_depth_ok(f, 16)) {
+        send_error(c, id, "invalid_frame", "A frame is one JSON object with a string type.");
+    } else if (strcmp(type, "send") == 0) {
+        if (!id)
+            send_error(c, NULL, "invalid_request", "send needs an id (a string of 1 to 64 bytes).");
+        else
+            on_send(c, f, id);
+    } else if (strcmp(type, "sync") == 0) {
+        on_sync(c, f, id);
+    } else if (strcmp(type, "recv") == 0) {
+        on_recv(c, f, id);
+    } else if (strcmp(type, "ping") == 0) {
+        json_t *o = json_pack("{s:s}", "type", "pong");
+        json_object_set_new(o, "id", id ? json_string(id) : json_null());
+        char *s = json_dumps(o, JSON_COMPACT);
+        json_decref(o);
+        conn_ws_send(c, s, strlen(s));
+        free(s);
+    } else if (strcmp(type, "auth") == 0) {
+        send_error(c, id, "invalid_request", "This socket is already authenticated.");
+    } else {
+        send_error(c, id, "unknown_type", "The server does not know this frame type.");
+    }
+    json_decref(f);
+}

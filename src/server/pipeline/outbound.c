@@ -1,0 +1,218 @@
+/* outbound.c: everything the loop sends on a WebSocket after the pipeline or a read has run
+ * (OutboundMessageHandler).
+ *
+ * Each conn keeps sent_pos, the inbox position up to which the device has everything, and is
+ * either live (new entries are pushed as they commit, strictly in pos order) or not (before its
+ * first complete sync, during a sync, or while its send queue is over send_queue_max). Entries
+ * that arrive while it is not live are not queued: missed_pos remembers the highest, and the
+ * device catches up from the store (the sync it asked for reports more=true, or the server syncs
+ * by itself once a full queue drains). So memory per socket stays bounded by send_queue_max and
+ * the device still sees every entry in pos order with no gap. */
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "server/pipeline/pipeline.h"
+#include "server/store/pool.h"
+
+static void send_json(conn_t *c, json_t *o)
+{
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!s) return;
+    conn_ws_send(c, s, strlen(s));
+    free(s);
+}
+
+void send_error(conn_t *c, const char *req_id, const char *code, const char *msg)
+{
+    json_t *o = json_pack("{s:s, s:s?, s:s, s:s}", "type", "error", "id", req_id, "code", code,
+                          "message", msg);
+    if (!req_id || !*req_id) json_object_set_new(o, "id", json_null());
+    send_json(c, o);
+}
+
+char *msg_frame(int64_t pos, const st_msg *m)
+{
+    json_error_t err;
+    json_t *body = m->body ? json_loads(m->body, JSON_DECODE_ANY, &err) : NULL;
+    json_t *o = json_pack("{s:s, s:I, s:s, s:I, s:s, s:s, s:s, s:I, s:s, s:o}", "type", "msg",
+                          "pos", (json_int_t)pos, "conv", m->conv, "seq", (json_int_t)m->seq,
+                          "from", m->from, "dev", m->dev, "cmid", m->cmid, "ts", (json_int_t)m->ts,
+                          "kind", m->kind, "body", body ? body : json_object());
+    if (!o) return NULL;
+    if (m->reply_to > 0) json_object_set_new(o, "reply_to", json_integer(m->reply_to));
+    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    return s;
+}
+
+/* Pushes one committed inbox entry to one conn, keeping the pos-order promise. */
+static void deliver(conn_t *c, int64_t pos, const char *origin_dev, const char *frame)
+{
+    if (!conn_alive(c)) return;
+    if (!c->live) {
+        if (pos > c->missed_pos) c->missed_pos = pos;
+        return;
+    }
+    if (pos <= c->sent_pos) return; /* already sent by a sync */
+    if (pos != c->sent_pos + 1) {
+        /* Cannot happen while commits reach the loop in order; recover through the store. */
+        log_warn("conn %llu: gap before pos %lld (sent %lld), resyncing", (unsigned long long)c->id,
+                 (long long)pos, (long long)c->sent_pos);
+        c->live = false;
+        c->missed_pos = pos;
+        outbound_sync(c, NULL, c->sent_pos, (int)c->srv->cfg.sync_max);
+        return;
+    }
+    if (strcmp(c->dev, origin_dev) == 0) { /* the sender has the ack */
+        c->sent_pos = pos;
+        return;
+    }
+    if (c->queued > (size_t)c->srv->cfg.send_queue_max) {
+        c->live = false;
+        c->lagging = true;
+        c->missed_pos = pos;
+        return;
+    }
+    conn_ws_send(c, frame, strlen(frame));
+    c->sent_pos = pos;
+}
+
+void outbound_result(server_t *s, item *it)
+{
+    conn_t *origin = it->conn;
+    if (it->kind == ITEM_SEND && conn_alive(origin)) {
+        if (it->err_code) {
+            send_error(origin, it->req_id, it->err_code, it->err_msg);
+        } else {
+            json_t *ack = json_pack("{s:s, s:s, s:s, s:I, s:I}", "type", "ack", "id", it->req_id,
+                                    "conv", it->msg.conv, "seq", (json_int_t)it->msg.seq, "ts",
+                                    (json_int_t)it->msg.ts);
+            send_json(origin, ack);
+        }
+    }
+    for (int i = 0; i < it->ndeliv; i++) {
+        conn_t *c = session_first(s, it->deliv[i].user);
+        if (!c) continue;
+        char *frame = msg_frame(it->deliv[i].pos, &it->msg);
+        if (!frame) continue;
+        for (; c; c = c->next_user) deliver(c, it->deliv[i].pos, it->dev, frame);
+        free(frame);
+    }
+    conn_unref(origin);
+    item_free(it);
+}
+
+/* ---- sync: reading the inbox on a worker thread ---- */
+
+typedef struct sync_job {
+    uv_work_t w;
+    conn_t *c;
+    char user[ID_MAX];
+    char req_id[65];
+    bool client; /* asked for by the client (answered with synced) */
+    int64_t after;
+    int limit;
+    /* results */
+    buf_t frames; /* each frame NUL-terminated, one after another */
+    int n;
+    int64_t upto;
+    const char *err_code, *err_msg;
+} sync_job;
+
+static void add_frame(void *ctx, int64_t pos, const st_msg *m)
+{
+    sync_job *j = ctx;
+    char *f = msg_frame(pos, m);
+    if (!f) return;
+    buf_append(&j->frames, f, strlen(f) + 1);
+    free(f);
+    assert(pos > j->upto);
+    j->upto = pos;
+    j->n++;
+}
+
+static void sync_work(uv_work_t *w)
+{
+    sync_job *j = w->data;
+    store_t *st = store_pool_get(j->c->srv->pool);
+    int64_t head = 0;
+    if (!st || store_user_head(st, j->user, &head) != ST_OK) {
+        j->err_code = "internal";
+        j->err_msg = "The inbox could not be read; sync again.";
+    } else if (j->after > head) {
+        j->err_code = "invalid_request";
+        j->err_msg = "after is beyond the newest inbox position (see head in ready).";
+    } else if (store_inbox_read(st, j->user, j->after, j->limit, add_frame, j) < 0) {
+        j->err_code = "internal";
+        j->err_msg = "The inbox could not be read; sync again.";
+    }
+    store_pool_put(j->c->srv->pool, st);
+}
+
+static void sync_done(uv_work_t *w, int status)
+{
+    sync_job *j = w->data;
+    conn_t *c = j->c;
+    if (status == 0 && conn_alive(c)) {
+        c->syncing = false;
+        if (j->err_code) {
+            if (j->client) send_error(c, j->req_id, j->err_code, j->err_msg);
+        } else {
+            for (size_t off = 0; off < j->frames.len;) {
+                const char *f = (const char *)j->frames.data + off;
+                size_t len = strlen(f);
+                conn_ws_send(c, f, len);
+                off += len + 1;
+            }
+            bool more = j->n == j->limit || c->missed_pos > j->upto;
+            c->sent_pos = j->upto;
+            if (!more) {
+                c->live = true;
+                c->missed_pos = 0;
+            }
+            if (j->client) {
+                json_t *o = json_pack("{s:s, s:s, s:I, s:b}", "type", "synced", "id", j->req_id,
+                                      "upto", (json_int_t)j->upto, "more", more);
+                send_json(c, o);
+            } else if (more) {
+                if (c->queued > (size_t)c->srv->cfg.send_queue_max / 2)
+                    c->lagging = true;
+                else
+                    outbound_sync(c, NULL, c->sent_pos, j->limit);
+            }
+        }
+    }
+    conn_unref(c);
+    buf_free(&j->frames);
+    free(j);
+}
+
+void outbound_sync(conn_t *c, const char *req_id, int64_t after, int limit)
+{
+    sync_job *j = calloc(1, sizeof *j);
+    if (!j) abort();
+    j->w.data = j;
+    j->c = c;
+    snprintf(j->user, sizeof j->user, "%s", c->user);
+    j->client = req_id != NULL;
+    snprintf(j->req_id, sizeof j->req_id, "%s", req_id ? req_id : "");
+    j->after = after;
+    j->upto = after;
+    j->limit = limit;
+    buf_init(&j->frames);
+    c->live = false;
+    c->syncing = true;
+    conn_ref(c);
+    uv_queue_work(c->srv->loop, &j->w, sync_work, sync_done);
+}
+
+void outbound_drained(conn_t *c)
+{
+    if (!c->lagging || c->syncing || !conn_alive(c)) return;
+    if (c->queued > (size_t)c->srv->cfg.send_queue_max / 2) return;
+    c->lagging = false;
+    outbound_sync(c, NULL, c->sent_pos, (int)c->srv->cfg.sync_max);
+}

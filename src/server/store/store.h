@@ -1,0 +1,121 @@
+/* store.h: everything durable, behind one interface.
+ *
+ * A store_t is one connection to the database. It is used by one thread at a time: the pipeline
+ * thread owns one (it is the only writer of messages and inboxes), and each worker thread of the
+ * REST pool owns one. Back ends: store_sqlite.c (embedded default); a PostgreSQL back end comes
+ * with cluster mode and must keep these semantics. Nothing above this header knows SQL.
+ *
+ * Return codes: ST_OK, ST_NOTFOUND, ST_CONFLICT (a unique key is taken), ST_ERR (the database
+ * failed; the error is logged). Strings are NUL-terminated UTF-8 in the fixed arrays below; their
+ * sizes are the protocol's limits plus one. Pointers the store returns in st_msg.body are owned by
+ * the caller and freed with st_msg_clear().
+ */
+#ifndef PL_STORE_H
+#define PL_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/util.h"
+
+enum { ST_OK = 0, ST_NOTFOUND = 1, ST_CONFLICT = 2, ST_ERR = -1 };
+
+typedef struct store store_t;
+
+typedef struct st_user {
+    char id[ID_MAX];
+    char username[33];      /* 3..32 of [a-z0-9_.], unique case-insensitively */
+    char display_name[257]; /* up to 64 code points */
+    char email[255];        /* "" when not set; unique when set */
+    char phone[33];         /* "" when not set; unique when set */
+    char avatar[ID_MAX];    /* media id or "" */
+    char kind[8];           /* "user" or "bot" */
+    char settings[1025];    /* a JSON object, "{}" by default */
+    int64_t created_at;
+} st_user;
+
+typedef struct st_device {
+    char id[ID_MAX];
+    char user_id[ID_MAX];
+    char name[65];
+    int64_t created_at;
+    int64_t last_seen_at;
+    int64_t acked_pos; /* highest inbox position this device confirmed with recv */
+} st_device;
+
+typedef struct st_msg {
+    char conv[ID_MAX];
+    int64_t seq;
+    char from[ID_MAX]; /* sender user */
+    char dev[ID_MAX];  /* sender device */
+    char cmid[65];
+    int64_t ts;
+    char kind[16];
+    char *body;       /* JSON text of the body object; heap, owned by the holder */
+    int64_t reply_to; /* seq in the same conversation, 0 for none */
+} st_msg;
+
+void st_msg_clear(st_msg *m); /* frees body */
+
+/* Opens (creating if needed) the database in data_dir and runs pending migrations.
+ * On failure returns ST_ERR and writes a sentence into err. */
+int store_open(store_t **out, const char *data_dir, char *err, size_t errlen);
+void store_close(store_t *st);
+
+/* Transactions. begin takes the write lock at once (BEGIN IMMEDIATE). Savepoints nest inside. */
+int store_begin(store_t *st);
+int store_commit(store_t *st);
+int store_rollback(store_t *st);
+int store_savepoint(store_t *st);   /* SAVEPOINT item */
+int store_release(store_t *st);     /* RELEASE item */
+int store_rollback_to(store_t *st); /* ROLLBACK TO item; RELEASE item */
+
+/* Users. create returns ST_CONFLICT with *field set to "username", "email" or "phone". */
+int store_user_create(store_t *st, const st_user *u, const char *pw_hash, const char **field);
+int store_user_get(store_t *st, const char *id, st_user *out);
+/* login is a username (case-insensitive), an email or a phone. pw_hash gets the stored hash. */
+int store_user_find_login(store_t *st, const char *login, st_user *out, char pw_hash[256]);
+/* Writes display_name, email, phone, avatar and settings of u (by u->id). ST_CONFLICT as create. */
+int store_user_update(store_t *st, const st_user *u, const char **field);
+/* Users whose username or display name starts with query (case-insensitive), by username;
+ * at most max. Returns the count or ST_ERR. */
+int store_user_search(store_t *st, const char *query, st_user *out, int max);
+/* The newest inbox position of the user (0 when the inbox is empty). */
+int store_user_head(store_t *st, const char *user_id, int64_t *pos);
+
+/* Devices. */
+int store_device_create(store_t *st, const st_device *d);
+int store_device_get(store_t *st, const char *id, st_device *out);
+int store_device_count(store_t *st, const char *user_id, int *n);
+/* Oldest first; at most max; returns the count or ST_ERR. */
+int store_device_list(store_t *st, const char *user_id, st_device *out, int max);
+/* Removes the device and everything that belongs to it. ST_NOTFOUND if it is not the user's. */
+int store_device_delete(store_t *st, const char *user_id, const char *id);
+/* Moves acked_pos forward to pos (never back) and sets last_seen_at. */
+int store_device_ack(store_t *st, const char *id, int64_t pos, int64_t now);
+
+/* Messages and inboxes: written only by the pipeline thread, inside store_begin/commit. */
+/* The message this device sent with this cmid, if any (body included). */
+int store_msg_find_cmid(store_t *st, const char *dev, const char *cmid, st_msg *out);
+/* Creates the direct conversation of a and b with both as members, if it does not exist. */
+int store_conv_ensure_direct(store_t *st, const char *conv, const char *a, const char *b,
+                             int64_t now);
+/* Is user a current member of conv? */
+int store_conv_is_member(store_t *st, const char *conv, const char *user, bool *yes);
+/* Members of conv, at most max; returns the count or ST_ERR. */
+int store_conv_members(store_t *st, const char *conv, char (*out)[ID_MAX], int max);
+/* Takes the next seq of conv (last_seq + 1, gap-free) and stores it as the new last_seq. */
+int store_conv_next_seq(store_t *st, const char *conv, int64_t *seq);
+int store_msg_insert(store_t *st, const st_msg *m);
+/* Appends (conv, seq) to user's inbox at the user's next position, returned in *pos. */
+int store_inbox_append(store_t *st, const char *user, const char *conv, int64_t seq, int64_t *pos);
+
+/* Reads the user's inbox after position `after`, oldest first, at most limit entries, calling fn
+ * for each with the message (fn must not keep m->body; the store frees it after the call).
+ * Returns the number of entries read or ST_ERR. */
+typedef void (*st_inbox_fn)(void *ctx, int64_t pos, const st_msg *m);
+int store_inbox_read(store_t *st, const char *user, int64_t after, int limit, st_inbox_fn fn,
+                     void *ctx);
+
+#endif
