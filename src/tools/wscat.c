@@ -118,6 +118,8 @@ int main(int argc, char **argv)
     ws_t *ws = ws_new(false, 64 << 20, &hd, NULL);
     int rc = 0;
     bool stdin_open = true;
+    buf_t lines;
+    buf_init(&lines);
     for (;;) {
         if (in.len) {
             long k = ws_feed(ws, in.data, in.len);
@@ -146,18 +148,29 @@ int main(int argc, char **argv)
             buf_append(&in, chunk, (size_t)k);
         }
         if (stdin_open && p[1].revents) {
-            char line[65536];
-            if (!fgets(line, sizeof line, stdin)) {
+            /* read(2), not stdio: poll must see every byte that is not yet sent */
+            char chunk[65536];
+            ssize_t k = read(0, chunk, sizeof chunk);
+            if (k <= 0) {
                 stdin_open = false;
                 ws_close(ws, 1000, "bye");
                 continue;
             }
-            size_t len = strcspn(line, "\r\n");
-            if (len) ws_send_text(ws, line, len);
+            buf_append(&lines, chunk, (size_t)k);
+            size_t start = 0;
+            for (size_t i = 0; i < lines.len; i++) {
+                if (lines.data[i] != '\n') continue;
+                size_t len = i - start;
+                if (len && lines.data[start + len - 1] == '\r') len--;
+                if (len) ws_send_text(ws, (const char *)lines.data + start, len);
+                start = i + 1;
+            }
+            buf_consume(&lines, start);
         }
     }
     ws_free(ws);
     buf_free(&in);
+    buf_free(&lines);
     close(fd);
     return rc;
 }

@@ -119,6 +119,7 @@ int token_check(server_t *s, store_t *st, const char *token, char user[ID_MAX], 
     }
     snprintf(user, ID_MAX, "%s", sub);
     snprintf(dev, ID_MAX, "%s", d);
+    *code = *msg = NULL;
     rc = 0;
 out:
     jwt_free(j);

@@ -98,6 +98,7 @@ static void auth_done(uv_work_t *w, int status)
         if (j->err_code) {
             char reason[120];
             snprintf(reason, sizeof reason, "%s: %s", j->err_code, j->err_msg);
+            log_info("conn %llu: auth refused: %s", (unsigned long long)c->id, reason);
             conn_ws_close(c, WS_CLOSE_UNAUTH, reason);
         } else {
             c->authed = true;
@@ -237,7 +238,7 @@ static void on_sync(conn_t *c, json_t *f, const char *id)
     }
     if (c->syncing)
         return send_error(c, id, "sync_in_progress", "Wait for synced before the next sync.");
-    outbound_sync(c, id, json_integer_value(after), (int)lim);
+    outbound_sync(c, true, id, json_integer_value(after), (int)lim);
 }
 
 static void on_recv(conn_t *c, json_t *f, const char *id)

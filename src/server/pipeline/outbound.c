@@ -63,7 +63,7 @@ static void deliver(conn_t *c, int64_t pos, const char *origin_dev, const char *
                  (long long)pos, (long long)c->sent_pos);
         c->live = false;
         c->missed_pos = pos;
-        outbound_sync(c, NULL, c->sent_pos, (int)c->srv->cfg.sync_max);
+        outbound_sync(c, false, NULL, c->sent_pos, (int)c->srv->cfg.sync_max);
         return;
     }
     if (strcmp(c->dev, origin_dev) == 0) { /* the sender has the ack */
@@ -113,6 +113,7 @@ typedef struct sync_job {
     char user[ID_MAX];
     char req_id[65];
     bool client; /* asked for by the client (answered with synced) */
+    bool has_id;
     int64_t after;
     int limit;
     /* results */
@@ -174,14 +175,15 @@ static void sync_done(uv_work_t *w, int status)
                 c->missed_pos = 0;
             }
             if (j->client) {
-                json_t *o = json_pack("{s:s, s:s, s:I, s:b}", "type", "synced", "id", j->req_id,
-                                      "upto", (json_int_t)j->upto, "more", more);
+                json_t *o = json_pack("{s:s, s:o, s:I, s:b}", "type", "synced", "id",
+                                      j->has_id ? json_string(j->req_id) : json_null(), "upto",
+                                      (json_int_t)j->upto, "more", more);
                 send_json(c, o);
             } else if (more) {
                 if (c->queued > (size_t)c->srv->cfg.send_queue_max / 2)
                     c->lagging = true;
                 else
-                    outbound_sync(c, NULL, c->sent_pos, j->limit);
+                    outbound_sync(c, false, NULL, c->sent_pos, j->limit);
             }
         }
     }
@@ -190,14 +192,15 @@ static void sync_done(uv_work_t *w, int status)
     free(j);
 }
 
-void outbound_sync(conn_t *c, const char *req_id, int64_t after, int limit)
+void outbound_sync(conn_t *c, bool client, const char *req_id, int64_t after, int limit)
 {
     sync_job *j = calloc(1, sizeof *j);
     if (!j) abort();
     j->w.data = j;
     j->c = c;
     snprintf(j->user, sizeof j->user, "%s", c->user);
-    j->client = req_id != NULL;
+    j->client = client;
+    j->has_id = req_id != NULL;
     snprintf(j->req_id, sizeof j->req_id, "%s", req_id ? req_id : "");
     j->after = after;
     j->upto = after;
@@ -214,5 +217,5 @@ void outbound_drained(conn_t *c)
     if (!c->lagging || c->syncing || !conn_alive(c)) return;
     if (c->queued > (size_t)c->srv->cfg.send_queue_max / 2) return;
     c->lagging = false;
-    outbound_sync(c, NULL, c->sent_pos, (int)c->srv->cfg.sync_max);
+    outbound_sync(c, false, NULL, c->sent_pos, (int)c->srv->cfg.sync_max);
 }

@@ -72,8 +72,9 @@ void session_kick(server_t *s, const char *user, const char *dev, const char *re
 /* outbound.c */
 void outbound_result(server_t *s, item *it);
 void outbound_drained(conn_t *c);
-/* Starts a sync read for c after pos; req_id NULL for a sync the server starts itself. */
-void outbound_sync(conn_t *c, const char *req_id, int64_t after, int limit);
+/* Starts a sync read for c after pos: asked by the client (answered with synced, echoing req_id
+ * when not NULL) or started by the server itself to catch a paused socket up. */
+void outbound_sync(conn_t *c, bool client, const char *req_id, int64_t after, int limit);
 void send_error(conn_t *c, const char *req_id, const char *code, const char *msg);
 /* The msg frame of a stored message for inbox position pos (heap string). */
 char *msg_frame(int64_t pos, const st_msg *m);

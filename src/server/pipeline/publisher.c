@@ -159,7 +159,9 @@ static void *run(void *arg)
         last->next = NULL;
         pthread_mutex_unlock(&p->mu);
 
+        int64_t t0 = mono_ms();
         write_batch(p, batch);
+        log_debug("pipeline: batch written in %lld ms", (long long)(mono_ms() - t0));
         bus_post(s, batch);
     }
     return NULL;
