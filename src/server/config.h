@@ -27,6 +27,8 @@ typedef struct config {
     int64_t idle_timeout;    /* ms without any frame before a socket is closed */
     int64_t sync_max;        /* largest sync page */
     int64_t batch_max;       /* messages per pipeline transaction */
+    int64_t receipt_max;     /* largest group whose members get receipt frames */
+    int64_t group_max;       /* members per group */
 } config_t;
 
 void config_defaults(config_t *c);

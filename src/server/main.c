@@ -90,6 +90,8 @@ int main(int argc, char **argv)
     store_pool_put(s->pool, first);
     s->loop = uv_default_loop();
     hmap_init(&s->sessions);
+    hmap_init(&s->presence);
+    hmap_init(&s->groups);
     if (auth_init(s) != 0 || bus_init(s) != 0 || pipeline_start(s) != 0 || conn_listen(s) != 0) {
         rc = 1;
         if (s->pipeline) pipeline_stop(s);
@@ -115,6 +117,7 @@ out:
     store_pool_free(s->pool);
     auth_free();
     hmap_free(&s->sessions);
+    groups_free(s);
     uv_loop_close(s->loop);
     return rc;
 }

@@ -61,6 +61,7 @@ struct conn {
     bool lagging;       /* paused for a full send queue; catches up when it drains */
     int64_t sent_pos;   /* every inbox entry up to here was sent (or is known to the device) */
     int64_t missed_pos; /* highest entry not pushed while not live */
+    bool away;          /* the client said it is in the background */
     double tokens;      /* send rate bucket */
     int64_t tokens_at;
     int64_t last_frame_at; /* mono ms */
@@ -78,6 +79,8 @@ struct server {
     pipeline_t *pipeline;
     bus_t *bus;
     hmap_t sessions; /* user id -> first conn_t of that user */
+    hmap_t presence; /* user id -> last status told to others (presence.c) */
+    hmap_t groups;   /* conv id -> cached members (presence.c, for typing) */
     conn_t *conns;   /* every open conn */
     uint64_t next_conn_id;
     size_t nconns;

@@ -22,8 +22,9 @@ struct api_req {
     char method[12];
     char path[512];
     char query[1024];
-    char param[ID_MAX]; /* the {} segment of the route, if any */
-    char *authz;        /* Authorization header */
+    char param[ID_MAX];  /* the first {} segment of the route, if any */
+    char param2[ID_MAX]; /* the second */
+    char *authz;         /* Authorization header */
     buf_t body;
     bool has_body;
     char ip[48];
@@ -35,9 +36,15 @@ struct api_req {
     json_t *out;
     int retry_after;
     char kick_dev[ID_MAX];
+    struct item *pitem; /* set when the handler runs on the pipeline thread */
 };
 
 void api_dispatch(conn_t *c);
+/* Pipeline routes: runs the request inside the pipeline's transaction (pipeline thread).
+ * Returns ST_OK when the handler succeeded, else an error so its savepoint is rolled back. */
+int api_run_in_pipeline(api_req *r, store_t *st, struct item *it);
+/* Answers the request on the loop and frees it. */
+void api_complete(api_req *r);
 /* Answers an HTTP error and closes the connection (malformed requests). */
 void api_reply_error_close(conn_t *c, int status, const char *code, const char *msg);
 /* The same with extra header lines ("Name: value\r\n"). */
@@ -61,6 +68,25 @@ void h_user_get(api_req *r, store_t *st);
 void h_users_search(api_req *r, store_t *st);
 void h_devices_list(api_req *r, store_t *st);
 void h_device_delete(api_req *r, store_t *st);
+/* groups.c (pipeline routes) */
+void h_group_create(api_req *r, store_t *st);
+void h_group_patch(api_req *r, store_t *st);
+void h_group_add(api_req *r, store_t *st);
+void h_group_member_patch(api_req *r, store_t *st);
+void h_group_member_delete(api_req *r, store_t *st);
+void h_group_get(api_req *r, store_t *st);
+/* convs.c */
+void h_convs_list(api_req *r, store_t *st);
+void h_conv_messages(api_req *r, store_t *st);
+void h_conv_settings(api_req *r, store_t *st);
+void h_conv_receipts(api_req *r, store_t *st);
+/* contacts.c (the writes are pipeline routes: they send events) */
+void h_contacts_list(api_req *r, store_t *st);
+void h_contact_put(api_req *r, store_t *st);
+void h_contact_delete(api_req *r, store_t *st);
+void h_blocks_list(api_req *r, store_t *st);
+void h_block_put(api_req *r, store_t *st);
+void h_block_delete(api_req *r, store_t *st);
 json_t *user_public_json(const st_user *u);
 json_t *user_me_json(const st_user *u);
 json_t *device_json(const st_device *d, const char *current);

@@ -14,29 +14,48 @@ typedef struct route {
     const char *pattern; /* "{}" matches one path segment */
     api_fn fn;
     bool auth;
+    bool pipeline; /* writes messages or events: runs on the pipeline thread */
 } route;
 
 static const route routes[] = {
-    {"POST", "/v1/accounts", h_accounts_create, false},
-    {"POST", "/v1/sessions", h_sessions_create, false},
-    {"DELETE", "/v1/sessions/current", h_sessions_delete, true},
-    {"GET", "/v1/me", h_me_get, true},
-    {"PATCH", "/v1/me", h_me_patch, true},
-    {"GET", "/v1/users", h_users_search, true},
-    {"GET", "/v1/users/{}", h_user_get, true},
-    {"GET", "/v1/devices", h_devices_list, true},
-    {"DELETE", "/v1/devices/{}", h_device_delete, true},
+    {"POST", "/v1/accounts", h_accounts_create, false, false},
+    {"POST", "/v1/sessions", h_sessions_create, false, false},
+    {"DELETE", "/v1/sessions/current", h_sessions_delete, true, false},
+    {"GET", "/v1/me", h_me_get, true, false},
+    {"PATCH", "/v1/me", h_me_patch, true, false},
+    {"GET", "/v1/users", h_users_search, true, false},
+    {"GET", "/v1/users/{}", h_user_get, true, false},
+    {"GET", "/v1/devices", h_devices_list, true, false},
+    {"DELETE", "/v1/devices/{}", h_device_delete, true, false},
+    {"POST", "/v1/groups", h_group_create, true, true},
+    {"GET", "/v1/groups/{}", h_group_get, true, false},
+    {"PATCH", "/v1/groups/{}", h_group_patch, true, true},
+    {"POST", "/v1/groups/{}/members", h_group_add, true, true},
+    {"PATCH", "/v1/groups/{}/members/{}", h_group_member_patch, true, true},
+    {"DELETE", "/v1/groups/{}/members/{}", h_group_member_delete, true, true},
+    {"GET", "/v1/convs", h_convs_list, true, false},
+    {"GET", "/v1/convs/{}/messages", h_conv_messages, true, false},
+    {"GET", "/v1/convs/{}/receipts", h_conv_receipts, true, false},
+    {"PUT", "/v1/convs/{}/settings", h_conv_settings, true, false},
+    {"GET", "/v1/contacts", h_contacts_list, true, false},
+    {"PUT", "/v1/contacts/{}", h_contact_put, true, true},
+    {"DELETE", "/v1/contacts/{}", h_contact_delete, true, true},
+    {"GET", "/v1/blocks", h_blocks_list, true, false},
+    {"PUT", "/v1/blocks/{}", h_block_put, true, true},
+    {"DELETE", "/v1/blocks/{}", h_block_delete, true, true},
 };
 
-/* Does path match pattern? The {} segment is copied into param. */
-static bool match(const char *pattern, const char *path, char *param, size_t plen)
+/* Does path match pattern? The {} segments are copied into params[0] and params[1]. */
+static bool match(const char *pattern, const char *path, char params[2][ID_MAX])
 {
+    int k = 0;
+    params[0][0] = params[1][0] = 0;
     while (*pattern && *path) {
         if (pattern[0] == '{' && pattern[1] == '}') {
             size_t n = strcspn(path, "/");
-            if (n == 0 || n >= plen) return false;
-            memcpy(param, path, n);
-            param[n] = 0;
+            if (n == 0 || n >= ID_MAX || k == 2) return false;
+            memcpy(params[k], path, n);
+            params[k++][n] = 0;
             path += n;
             pattern += 2;
             continue;
@@ -159,9 +178,9 @@ bool api_query(const api_req *r, const char *name, char *out, size_t outlen)
     return false;
 }
 
-static void work(uv_work_t *w)
+/* Parses the body, checks the token and runs the handler, on whichever thread owns st. */
+static void execute(api_req *r, store_t *st)
 {
-    api_req *r = w->data;
     if (r->has_body) {
         json_error_t err;
         r->in = json_loadb((const char *)r->body.data, r->body.len, JSON_REJECT_DUPLICATES, &err);
@@ -171,35 +190,49 @@ static void work(uv_work_t *w)
             return;
         }
     }
-    store_t *st = store_pool_get(r->s->pool);
-    if (!st) {
-        api_error(r, 503, "unavailable", "The database cannot be opened right now; retry.");
-        return;
-    }
     if (r->need_auth) {
         const char *code, *msg;
         const char *a = r->authz;
         if (!a || strncasecmp(a, "Bearer ", 7) != 0) {
             api_error(r, 401, "unauthenticated", "Send Authorization: Bearer <token>.");
-            goto out;
+            return;
         }
         if (token_check(r->s, st, a + 7, r->user, r->dev, &code, &msg) != 0) {
             api_error(r, strcmp(code, "internal") == 0 ? 500 : 401, code, msg);
-            goto out;
+            return;
+        }
+        if (r->pitem) {
+            memcpy(r->pitem->user, r->user, ID_MAX);
+            memcpy(r->pitem->dev, r->dev, ID_MAX);
         }
     }
     r->fn(r, st);
     if (!r->status) api_error(r, 500, "internal", "The server failed to answer; retry.");
-out:
+}
+
+int api_run_in_pipeline(api_req *r, store_t *st, struct item *it)
+{
+    r->pitem = it;
+    execute(r, st);
+    return r->status < 400 ? ST_OK : ST_ERR;
+}
+
+static void work(uv_work_t *w)
+{
+    api_req *r = w->data;
+    store_t *st = store_pool_get(r->s->pool);
+    if (!st) {
+        api_error(r, 503, "unavailable", "The database cannot be opened right now; retry.");
+        return;
+    }
+    execute(r, st);
     store_pool_put(r->s->pool, st);
 }
 
-static void done(uv_work_t *w, int status)
+void api_complete(api_req *r)
 {
-    api_req *r = w->data;
     conn_t *c = r->c;
     server_t *s = r->s;
-    if (status != 0) api_error(r, 503, "unavailable", "The server is shutting down; retry.");
     if (r->kick_dev[0]) session_kick(s, r->user, r->kick_dev, "unauthenticated: device logged out");
     if (conn_unref(c)) {
         if (r->status == 429 && r->out) {
@@ -214,6 +247,13 @@ static void done(uv_work_t *w, int status)
     free(r->authz);
     buf_free(&r->body);
     free(r);
+}
+
+static void done(uv_work_t *w, int status)
+{
+    api_req *r = w->data;
+    if (status != 0) api_error(r, 503, "unavailable", "The server is shutting down; retry.");
+    api_complete(r);
 }
 
 void api_dispatch(conn_t *c)
@@ -243,11 +283,11 @@ void api_dispatch(conn_t *c)
         json_decref(o);
         return finish(c, ka);
     }
-    char param[ID_MAX];
+    char params[2][ID_MAX];
     const route *found = NULL;
     bool path_known = false;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-        if (!match(routes[i].pattern, path, param, sizeof param)) continue;
+        if (!match(routes[i].pattern, path, params)) continue;
         path_known = true;
         if (strcmp(routes[i].method, method) == 0) {
             found = &routes[i];
@@ -275,8 +315,8 @@ void api_dispatch(conn_t *c)
     snprintf(r->path, sizeof r->path, "%s", path);
     const char *q = strchr(url, '?');
     snprintf(r->query, sizeof r->query, "%s", q ? q + 1 : "");
-    snprintf(r->param, sizeof r->param, "%s",
-             found->pattern[strlen(found->pattern) - 1] == '}' ? param : "");
+    memcpy(r->param, params[0], ID_MAX);
+    memcpy(r->param2, params[1], ID_MAX);
     const char *az = http_in_header(h, "authorization");
     r->authz = az ? strdup(az) : NULL;
     r->body = h->body; /* moved */
@@ -286,5 +326,13 @@ void api_dispatch(conn_t *c)
     r->keep_alive = http_in_keep_alive(h);
     c->busy = true;
     conn_ref(c);
+    if (found->pipeline) {
+        item *it = calloc(1, sizeof *it);
+        if (!it) abort();
+        it->kind = ITEM_REST;
+        it->req = r; /* the request holds the conn reference, not the item */
+        pipeline_submit(c->srv, it);
+        return;
+    }
     uv_queue_work(c->srv->loop, &r->w, work, done);
 }

@@ -138,6 +138,7 @@ enum http_in_state http_in_feed(http_in *h, const char *data, size_t n, size_t *
     *used = 0;
     if (h->err_status) return HTTP_IN_ERROR;
     if (h->done) return HTTP_IN_DONE;
+    if (n == 0) return HTTP_IN_MORE; /* http_parser_execute() would take 0 bytes as EOF */
     size_t k = http_parser_execute(&h->p, &settings, data, n);
     *used = k;
     enum http_errno e = HTTP_PARSER_ERRNO(&h->p);

@@ -107,6 +107,7 @@ static void auth_done(uv_work_t *w, int status)
             c->tokens = (double)c->srv->cfg.rate_msgs * 2;
             c->tokens_at = mono_ms();
             session_add(c);
+            presence_connected(c);
             conn_start_timer(c, (uint64_t)c->srv->cfg.idle_timeout / 4);
             json_t *o = json_pack("{s:s, s:s, s:s, s:I}", "type", "ready", "user", c->user,
                                   "device", c->dev, "head", (json_int_t)j->head);
@@ -174,13 +175,26 @@ static bool get_str(json_t *f, const char *key, size_t max, const char **out)
     return true;
 }
 
+static item *new_item(conn_t *c, enum item_kind kind, const char *id)
+{
+    item *it = calloc(1, sizeof *it);
+    if (!it) abort();
+    it->kind = kind;
+    it->conn = c;
+    snprintf(it->req_id, sizeof it->req_id, "%s", id ? id : "");
+    memcpy(it->user, c->user, ID_MAX);
+    memcpy(it->dev, c->dev, ID_MAX);
+    return it;
+}
+
 static void on_send(conn_t *c, json_t *f, const char *id)
 {
     const char *to, *cmid, *kind;
     json_t *body = json_object_get(f, "body");
     json_t *reply = json_object_get(f, "reply_to");
-    if (!get_str(f, "to", ID_MAX - 1, &to) || !id_valid(to, "u_"))
-        return send_error(c, id, "invalid_request", "to must be a user id (u_...).");
+    if (!get_str(f, "to", ID_MAX - 1, &to) || (!id_valid(to, "u_") && !id_valid(to, "g_")))
+        return send_error(c, id, "invalid_request",
+                          "to must be a user (u_...) or group (g_...) id.");
     if (!get_str(f, "cmid", 64, &cmid))
         return send_error(c, id, "invalid_request", "cmid must be a string of 1 to 64 bytes.");
     if (!get_str(f, "kind", 15, &kind) ||
@@ -207,13 +221,7 @@ static void on_send(conn_t *c, json_t *f, const char *id)
         free(bj);
         return send_error(c, id, "rate_limited", "Too many messages a second; slow down.");
     }
-    item *it = calloc(1, sizeof *it);
-    if (!it) abort();
-    it->kind = ITEM_SEND;
-    it->conn = c;
-    snprintf(it->req_id, sizeof it->req_id, "%s", id);
-    memcpy(it->user, c->user, ID_MAX);
-    memcpy(it->dev, c->dev, ID_MAX);
+    item *it = new_item(c, ITEM_SEND, id);
     snprintf(it->to, sizeof it->to, "%s", to);
     snprintf(it->cmid, sizeof it->cmid, "%s", cmid);
     snprintf(it->msg_kind, sizeof it->msg_kind, "%s", kind);
@@ -241,17 +249,91 @@ static void on_sync(conn_t *c, json_t *f, const char *id)
     outbound_sync(c, true, id, json_integer_value(after), (int)lim);
 }
 
+static bool get_conv(json_t *f, const char **conv)
+{
+    return get_str(f, "conv", ID_MAX - 1, conv) && (id_valid(*conv, "p_") || id_valid(*conv, "g_"));
+}
+
+/* edit, delete and react name a stored message by (conv, seq). */
+static void on_modify(conn_t *c, json_t *f, const char *id, const char *type)
+{
+    const char *conv;
+    json_t *seq = json_object_get(f, "seq");
+    if (!get_conv(f, &conv))
+        return send_error(c, id, "invalid_request", "conv must be a conversation id.");
+    if (!json_is_integer(seq) || json_integer_value(seq) < 1)
+        return send_error(c, id, "invalid_request", "seq must be a message seq (>= 1).");
+    json_t *body = NULL;
+    if (strcmp(type, "edit") == 0) {
+        body = json_object_get(f, "body");
+        json_t *t = json_object_get(body, "text");
+        if (!json_is_object(body) || !json_is_string(t) || json_string_length(t) == 0)
+            return send_error(c, id, "invalid_request", "edit needs body with a text.");
+        if (json_string_length(t) > (size_t)c->srv->cfg.max_text)
+            return send_error(c, id, "text_too_long", "The text is longer than the server takes.");
+        json_incref(body);
+    } else if (strcmp(type, "react") == 0) {
+        json_t *e = json_object_get(f, "emoji");
+        if (!json_is_string(e) || json_string_length(e) > 32)
+            return send_error(c, id, "invalid_request",
+                              "emoji must be a string of up to 32 bytes (\"\" takes it back).");
+        body = json_pack("{s:O}", "emoji", e);
+    } else {
+        body = json_object();
+    }
+    if (!rate_ok(c)) {
+        json_decref(body);
+        return send_error(c, id, "rate_limited", "Too many messages a second; slow down.");
+    }
+    item *it = new_item(c, ITEM_MODIFY, id);
+    snprintf(it->to, sizeof it->to, "%s", conv);
+    snprintf(it->msg_kind, sizeof it->msg_kind, "%s",
+             strcmp(type, "react") == 0 ? "reaction" : type);
+    it->reply_to = json_integer_value(seq);
+    it->body = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    conn_ref(c);
+    pipeline_submit(c->srv, it);
+}
+
+static void on_read(conn_t *c, json_t *f, const char *id)
+{
+    const char *conv;
+    json_t *upto = json_object_get(f, "upto");
+    if (!get_conv(f, &conv))
+        return send_error(c, id, "invalid_request", "conv must be a conversation id.");
+    if (!json_is_integer(upto) || json_integer_value(upto) < 1)
+        return send_error(c, id, "invalid_request", "upto must be a seq (>= 1).");
+    item *it = new_item(c, ITEM_READ, id);
+    snprintf(it->to, sizeof it->to, "%s", conv);
+    it->upto = json_integer_value(upto);
+    conn_ref(c);
+    pipeline_submit(c->srv, it);
+}
+
+static void on_typing(conn_t *c, json_t *f, const char *id)
+{
+    const char *conv;
+    json_t *on = json_object_get(f, "on");
+    if (!get_conv(f, &conv) || !json_is_boolean(on))
+        return send_error(c, id, "invalid_request", "typing needs conv and on (true or false).");
+    typing_relay(c, conv, json_is_true(on));
+}
+
+static void on_presence(conn_t *c, json_t *f, const char *id)
+{
+    const char *status = json_string_value(json_object_get(f, "status"));
+    if (!status || (strcmp(status, "online") && strcmp(status, "away")))
+        return send_error(c, id, "invalid_request", "status must be online or away.");
+    presence_set(c, strcmp(status, "away") == 0);
+}
+
 static void on_recv(conn_t *c, json_t *f, const char *id)
 {
     json_t *upto = json_object_get(f, "upto");
     if (!json_is_integer(upto) || json_integer_value(upto) < 0)
         return send_error(c, id, "invalid_request", "upto must be an inbox position (>= 0).");
-    item *it = calloc(1, sizeof *it);
-    if (!it) abort();
-    it->kind = ITEM_RECV;
-    it->conn = c;
-    memcpy(it->user, c->user, ID_MAX);
-    memcpy(it->dev, c->dev, ID_MAX);
+    item *it = new_item(c, ITEM_RECV, id);
     it->upto = json_integer_value(upto);
     conn_ref(c);
     pipeline_submit(c->srv, it);
@@ -298,6 +380,17 @@ void inbound_on_text(void *ud, const char *msg, size_t len)
         on_sync(c, f, id);
     } else if (strcmp(type, "recv") == 0) {
         on_recv(c, f, id);
+    } else if (strcmp(type, "read") == 0) {
+        on_read(c, f, id);
+    } else if (strcmp(type, "typing") == 0) {
+        on_typing(c, f, id);
+    } else if (strcmp(type, "presence") == 0) {
+        on_presence(c, f, id);
+    } else if (!strcmp(type, "edit") || !strcmp(type, "delete") || !strcmp(type, "react")) {
+        if (!id)
+            send_error(c, NULL, "invalid_request", "This frame needs an id.");
+        else
+            on_modify(c, f, id, type);
     } else if (strcmp(type, "ping") == 0) {
         json_t *o = json_pack("{s:s}", "type", "pong");
         json_object_set_new(o, "id", id ? json_string(id) : json_null());

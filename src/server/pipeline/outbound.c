@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "server/api/api.h"
 #include "server/pipeline/pipeline.h"
 #include "server/store/pool.h"
 
@@ -33,19 +34,39 @@ void send_error(conn_t *c, const char *req_id, const char *code, const char *msg
     send_json(c, o);
 }
 
-char *msg_frame(int64_t pos, const st_msg *m)
+/* A msg frame is '{"type":"msg","pos":N,' followed by the message's own fields, which are the
+ * same for every recipient: the tail is made once per message and only the head per recipient. */
+static char *msg_tail(const st_msg *m)
 {
     json_error_t err;
     json_t *body = m->body ? json_loads(m->body, JSON_DECODE_ANY, &err) : NULL;
-    json_t *o = json_pack("{s:s, s:I, s:s, s:I, s:s, s:s, s:s, s:I, s:s, s:o}", "type", "msg",
-                          "pos", (json_int_t)pos, "conv", m->conv, "seq", (json_int_t)m->seq,
-                          "from", m->from, "dev", m->dev, "cmid", m->cmid, "ts", (json_int_t)m->ts,
-                          "kind", m->kind, "body", body ? body : json_object());
+    json_t *o = json_pack("{s:s, s:I, s:s, s:s, s:s, s:I, s:s, s:o}", "conv", m->conv, "seq",
+                          (json_int_t)m->seq, "from", m->from, "dev", m->dev, "cmid", m->cmid, "ts",
+                          (json_int_t)m->ts, "kind", m->kind, "body", body ? body : json_object());
     if (!o) return NULL;
     if (m->reply_to > 0) json_object_set_new(o, "reply_to", json_integer(m->reply_to));
+    if (m->edited_at > 0) json_object_set_new(o, "edited_at", json_integer(m->edited_at));
     char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);
     return s;
+}
+
+static char *frame_with_pos(int64_t pos, const char *tail)
+{
+    buf_t b;
+    buf_init(&b);
+    buf_printf(&b, "{\"type\":\"msg\",\"pos\":%lld,%s", (long long)pos, tail + 1);
+    buf_append(&b, "", 1);
+    return (char *)b.data;
+}
+
+char *msg_frame(int64_t pos, const st_msg *m)
+{
+    char *tail = msg_tail(m);
+    if (!tail) return NULL;
+    char *f = frame_with_pos(pos, tail);
+    free(tail);
+    return f;
 }
 
 /* Pushes one committed inbox entry to one conn, keeping the pos-order promise. */
@@ -80,28 +101,51 @@ static void deliver(conn_t *c, int64_t pos, const char *origin_dev, const char *
     c->sent_pos = pos;
 }
 
+void outbound_to_user(server_t *s, const char *user, const char *except_dev, const char *frame)
+{
+    for (conn_t *c = session_first(s, user); c; c = c->next_user)
+        if (!except_dev || strcmp(c->dev, except_dev) != 0) conn_ws_send(c, frame, strlen(frame));
+}
+
 void outbound_result(server_t *s, item *it)
 {
     conn_t *origin = it->conn;
-    if (it->kind == ITEM_SEND && conn_alive(origin)) {
+    if (it->invalidate[0]) groups_invalidate(s, it->invalidate);
+    if (it->kind == ITEM_REST) {
+        api_complete(it->req);
+        it->req = NULL;
+    } else if ((it->kind == ITEM_SEND || it->kind == ITEM_MODIFY || it->err_code) && origin &&
+               conn_alive(origin)) {
         if (it->err_code) {
             send_error(origin, it->req_id, it->err_code, it->err_msg);
-        } else {
-            json_t *ack = json_pack("{s:s, s:s, s:s, s:I, s:I}", "type", "ack", "id", it->req_id,
-                                    "conv", it->msg.conv, "seq", (json_int_t)it->msg.seq, "ts",
-                                    (json_int_t)it->msg.ts);
+        } else if (it->nmsgs > 0) {
+            const st_msg *m = &it->msgs[0];
+            json_t *ack =
+                json_pack("{s:s, s:s, s:s, s:I, s:I}", "type", "ack", "id", it->req_id, "conv",
+                          m->conv, "seq", (json_int_t)m->seq, "ts", (json_int_t)m->ts);
             send_json(origin, ack);
         }
     }
+    /* The device that sent a message has it (the ack); a REST change reaches every device. */
+    const char *skip_dev = it->kind == ITEM_REST ? "" : it->dev;
+    char **tails = calloc((size_t)it->nmsgs + 1, sizeof *tails);
+    if (!tails) abort();
     for (int i = 0; i < it->ndeliv; i++) {
-        conn_t *c = session_first(s, it->deliv[i].user);
+        const delivery *d = &it->deliv[i];
+        conn_t *c = session_first(s, d->user);
         if (!c) continue;
-        char *frame = msg_frame(it->deliv[i].pos, &it->msg);
-        if (!frame) continue;
-        for (; c; c = c->next_user) deliver(c, it->deliv[i].pos, it->dev, frame);
+        if (!tails[d->msg] && !(tails[d->msg] = msg_tail(&it->msgs[d->msg]))) continue;
+        char *frame = frame_with_pos(d->pos, tails[d->msg]);
+        for (; c; c = c->next_user) deliver(c, d->pos, skip_dev, frame);
         free(frame);
     }
-    conn_unref(origin);
+    for (int i = 0; i < it->nmsgs; i++) free(tails[i]);
+    free(tails);
+    for (int i = 0; i < it->nnotes; i++)
+        outbound_to_user(s, it->notes[i].user,
+                         it->notes[i].except_dev[0] ? it->notes[i].except_dev : NULL,
+                         it->notes[i].frame);
+    if (origin) conn_unref(origin);
     item_free(it);
 }
 

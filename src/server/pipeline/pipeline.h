@@ -14,12 +14,28 @@
 #include "server/server.h"
 #include "server/store/store.h"
 
-enum item_kind { ITEM_SEND, ITEM_RECV };
+enum item_kind {
+    ITEM_SEND,   /* a message: direct (to u_) or to a group (to g_) */
+    ITEM_MODIFY, /* edit, delete or react on a stored message */
+    ITEM_RECV,   /* a device holds its inbox up to a position: delivered markers */
+    ITEM_READ,   /* a user read a conversation up to a seq: read markers */
+    ITEM_REST,   /* a REST call that writes messages (groups): runs on the pipeline thread */
+};
 
 typedef struct delivery {
     char user[ID_MAX];
     int64_t pos;
+    int msg; /* index into item.msgs */
 } delivery;
+
+/* A frame for every connected device of a user that is not stored (receipts, events). */
+typedef struct note {
+    char user[ID_MAX];
+    char except_dev[ID_MAX]; /* "" for none */
+    char *frame;
+} note;
+
+struct api_req;
 
 /* One unit of work for the pipeline thread. Filled on the loop, completed by the pipeline,
  * returned to the loop through the bus, freed there. */
@@ -29,20 +45,39 @@ typedef struct item {
     conn_t *conn; /* referenced (conn_ref) until the result is handled on the loop */
     char req_id[65];
     char user[ID_MAX], dev[ID_MAX];
-    /* ITEM_SEND */
-    char to[ID_MAX];
+    /* ITEM_SEND, ITEM_MODIFY, ITEM_READ */
+    char to[ID_MAX]; /* ITEM_SEND: u_ or g_; others: the conversation */
     char cmid[65];
-    char msg_kind[16];
-    char *body; /* JSON text */
-    int64_t reply_to;
-    /* ITEM_RECV */
+    char msg_kind[16]; /* ITEM_MODIFY: edit, delete or reaction */
+    char *body;        /* JSON text */
+    int64_t reply_to;  /* ITEM_MODIFY: the target seq */
+    /* ITEM_RECV, ITEM_READ */
     int64_t upto;
+    /* ITEM_REST */
+    struct api_req *req;
     /* results */
     const char *err_code, *err_msg; /* NULL when it worked */
-    st_msg msg;                     /* the stored message (conv, seq, ts ...) */
+    st_msg *msgs;                   /* messages written (msgs[0] is what the ack names) */
+    int nmsgs;
     delivery *deliv;
     int ndeliv;
+    note *notes;
+    int nnotes;
+    char invalidate[ID_MAX]; /* a conversation whose members changed */
+    int64_t now;
 } item;
+
+/* For code running on the pipeline thread (items and ITEM_REST handlers): writes a message from
+ * it->user in conv, appends it to the inbox of every member, and records the deliveries.
+ * body is JSON text (copied). Returns ST_OK or an error. */
+int pipeline_write_msg(store_t *st, item *it, const char *conv, const char *kind, const char *body,
+                       int64_t reply_to);
+/* Queues a frame for every connected device of user (not stored). Takes ownership of frame. */
+void pipeline_note(item *it, const char *user, const char *except_dev, char *frame);
+/* Queues a frame for every member of conv but skip_user, when the group has at most
+ * receipt_max members. */
+int pipeline_note_members(store_t *st, item *it, const char *conv, const char *skip_user,
+                          json_t *frame);
 
 void item_free(item *it);
 
@@ -69,8 +104,18 @@ conn_t *session_first(server_t *s, const char *user);
 /* Closes every socket of the device (or of every device of user when dev is NULL). */
 void session_kick(server_t *s, const char *user, const char *dev, const char *reason);
 
+/* presence.c: presence, typing and the members cache (loop thread) */
+void presence_connected(conn_t *c);
+void presence_disconnected(server_t *s, const char *user);
+void presence_set(conn_t *c, bool away);
+void typing_relay(conn_t *c, const char *conv, bool on);
+void groups_invalidate(server_t *s, const char *conv);
+void groups_free(server_t *s);
+
 /* outbound.c */
 void outbound_result(server_t *s, item *it);
+/* Sends a JSON frame to every authenticated socket of user except the device except_dev. */
+void outbound_to_user(server_t *s, const char *user, const char *except_dev, const char *frame);
 void outbound_drained(conn_t *c);
 /* Starts a sync read for c after pos: asked by the client (answered with synced, echoing req_id
  * when not NULL) or started by the server itself to catch a paused socket up. */

@@ -1,17 +1,20 @@
 /* publisher.c: the pipeline thread (InboundMessagePublisher).
  *
  * It drains the inbound queue in batches and writes each batch in one transaction: this group
- * commit is what makes durable messaging fast, since one fsync-free WAL commit covers many
- * messages. Each item runs inside its own savepoint so one bad item does not spoil the batch.
- * Only after COMMIT are results posted to the bus: an ack means the message is durable.
- * This thread is the only writer of messages and inboxes, so seq and pos are gap-free by
- * construction (and asserted). */
+ * commit is what makes durable messaging fast, since one commit covers many messages. Each item
+ * runs inside its own savepoint so one bad item does not spoil the batch. Only after COMMIT are
+ * results posted to the bus: an ack means the message is durable.
+ *
+ * This thread is the only writer of messages, inboxes and markers, so seq (per conversation) and
+ * pos (per user) are gap-free by construction. REST calls that write messages (group changes
+ * become system messages) run here too, as ITEM_REST. */
 #include <assert.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/log.h"
+#include "server/api/api.h"
 #include "server/pipeline/pipeline.h"
 #include "server/store/store.h"
 
@@ -22,24 +25,32 @@ struct pipeline {
     item *head, *tail;
     bool stop;
     store_t *st;
+    server_t *srv;
 };
+
+static int64_t receipt_max; /* from the config, set at start */
+
+static const char *const STORE_FAILED = "The message could not be stored; resend it.";
+
+static void clear_results(item *it)
+{
+    for (int i = 0; i < it->nmsgs; i++) st_msg_clear(&it->msgs[i]);
+    free(it->msgs);
+    free(it->deliv);
+    for (int i = 0; i < it->nnotes; i++) free(it->notes[i].frame);
+    free(it->notes);
+    it->msgs = NULL;
+    it->deliv = NULL;
+    it->notes = NULL;
+    it->nmsgs = it->ndeliv = it->nnotes = 0;
+    it->invalidate[0] = 0;
+}
 
 void item_free(item *it)
 {
     free(it->body);
-    free(it->deliv);
-    st_msg_clear(&it->msg);
+    clear_results(it);
     free(it);
-}
-
-static void add_delivery(item *it, const char *user, int64_t pos)
-{
-    delivery *d = realloc(it->deliv, sizeof *d * (size_t)(it->ndeliv + 1));
-    if (!d) abort();
-    it->deliv = d;
-    snprintf(d[it->ndeliv].user, ID_MAX, "%s", user);
-    d[it->ndeliv].pos = pos;
-    it->ndeliv++;
 }
 
 static int fail(item *it, const char *code, const char *msg)
@@ -49,67 +60,289 @@ static int fail(item *it, const char *code, const char *msg)
     return ST_ERR;
 }
 
-/* Writes one send inside the open transaction. */
-static int do_send(store_t *st, item *it, int64_t now)
+static st_msg *add_msg(item *it)
 {
-    st_msg *m = &it->msg;
-    int rc = store_msg_find_cmid(st, it->dev, it->cmid, m);
-    if (rc == ST_OK) return ST_OK; /* a resend: the first ack again, no new message */
-    if (rc != ST_NOTFOUND)
-        return fail(it, "internal", "The message could not be stored; resend it.");
-    st_user u;
-    rc = store_user_get(st, it->to, &u);
-    if (rc == ST_NOTFOUND) return fail(it, "no_such_user", "There is no user with that id.");
-    if (rc != ST_OK) return fail(it, "internal", "The message could not be stored; resend it.");
+    st_msg *m = realloc(it->msgs, sizeof *m * (size_t)(it->nmsgs + 1));
+    if (!m) abort();
+    it->msgs = m;
+    memset(&m[it->nmsgs], 0, sizeof *m);
+    return &m[it->nmsgs++];
+}
 
-    conv_direct_id(m->conv, it->user, it->to);
-    if (store_conv_ensure_direct(st, m->conv, it->user, it->to, now) != ST_OK ||
-        store_conv_next_seq(st, m->conv, &m->seq) != ST_OK)
-        return fail(it, "internal", "The message could not be stored; resend it.");
-    snprintf(m->from, sizeof m->from, "%s", it->user);
-    snprintf(m->dev, sizeof m->dev, "%s", it->dev);
-    snprintf(m->cmid, sizeof m->cmid, "%s", it->cmid);
-    snprintf(m->kind, sizeof m->kind, "%s", it->msg_kind);
-    m->ts = now;
-    m->reply_to = it->reply_to;
-    m->body = it->body;
-    it->body = NULL;
-    if (store_msg_insert(st, m) != ST_OK)
-        return fail(it, "internal", "The message could not be stored; resend it.");
-    /* The recipient's inbox, and the sender's own (their other devices see what they sent). */
-    const char *users[2] = {it->to, it->user};
-    int nusers = strcmp(it->to, it->user) == 0 ? 1 : 2;
-    for (int i = 0; i < nusers; i++) {
-        int64_t pos;
-        if (store_inbox_append(st, users[i], m->conv, m->seq, &pos) != ST_OK)
-            return fail(it, "internal", "The message could not be stored; resend it.");
-        add_delivery(it, users[i], pos);
+static void add_delivery(item *it, const char *user, int64_t pos, int msg)
+{
+    delivery *d = realloc(it->deliv, sizeof *d * (size_t)(it->ndeliv + 1));
+    if (!d) abort();
+    it->deliv = d;
+    snprintf(d[it->ndeliv].user, ID_MAX, "%s", user);
+    d[it->ndeliv].pos = pos;
+    d[it->ndeliv].msg = msg;
+    it->ndeliv++;
+}
+
+void pipeline_note(item *it, const char *user, const char *except_dev, char *frame)
+{
+    if (!frame) return;
+    note *n = realloc(it->notes, sizeof *n * (size_t)(it->nnotes + 1));
+    if (!n) abort();
+    it->notes = n;
+    snprintf(n[it->nnotes].user, ID_MAX, "%s", user);
+    snprintf(n[it->nnotes].except_dev, ID_MAX, "%s", except_dev ? except_dev : "");
+    n[it->nnotes].frame = frame;
+    it->nnotes++;
+}
+
+/* Members of conv in a heap array; *n gets the count. NULL on error. */
+static st_member *members_of(store_t *st, const char *conv, int *n)
+{
+    int count = 0;
+    if (store_member_count(st, conv, &count) != ST_OK) return NULL;
+    st_member *ms = calloc((size_t)count + 1, sizeof *ms);
+    if (!ms) abort();
+    int got = store_member_list(st, conv, ms, count);
+    if (got < 0) {
+        free(ms);
+        return NULL;
     }
+    *n = got;
+    return ms;
+}
+
+int pipeline_note_members(store_t *st, item *it, const char *conv, const char *skip_user,
+                          json_t *frame)
+{
+    int n = 0;
+    st_member *ms = members_of(st, conv, &n);
+    if (!ms) return ST_ERR;
+    if (n > receipt_max) { /* large groups: receipts on request only (GET .../receipts) */
+        free(ms);
+        return ST_OK;
+    }
+    char *s = json_dumps(frame, JSON_COMPACT);
+    for (int i = 0; s && i < n; i++)
+        if (!skip_user || strcmp(ms[i].user, skip_user) != 0)
+            pipeline_note(it, ms[i].user, NULL, strdup(s));
+    free(s);
+    free(ms);
     return ST_OK;
 }
 
-static int do_item(store_t *st, item *it, int64_t now)
+int pipeline_write_msg(store_t *st, item *it, const char *conv, const char *kind, const char *body,
+                       int64_t reply_to)
 {
-    if (it->kind == ITEM_RECV) {
-        if (store_device_ack(st, it->dev, it->upto, now) != ST_OK)
-            return fail(it, "internal", "The position could not be stored.");
-        return ST_OK;
+    int idx = it->nmsgs;
+    st_msg *m = add_msg(it);
+    snprintf(m->conv, sizeof m->conv, "%s", conv);
+    snprintf(m->from, sizeof m->from, "%s", it->user);
+    snprintf(m->dev, sizeof m->dev, "%s", it->dev);
+    if (idx == 0 && it->cmid[0])
+        snprintf(m->cmid, sizeof m->cmid, "%s", it->cmid);
+    else
+        id_new(m->cmid, "s_"); /* server-made: unique, never resent */
+    snprintf(m->kind, sizeof m->kind, "%s", kind);
+    m->ts = it->now;
+    m->reply_to = reply_to;
+    m->body = strdup(body);
+    if (!m->body) abort();
+    int n = 0;
+    st_member *ms = NULL;
+    if (store_conv_next_seq(st, conv, &m->seq) != ST_OK || store_msg_insert(st, m) != ST_OK ||
+        !(ms = members_of(st, conv, &n)))
+        return fail(it, "internal", STORE_FAILED);
+    for (int i = 0; i < n; i++) {
+        int64_t pos;
+        if (store_inbox_append(st, ms[i].user, conv, m->seq, &pos) != ST_OK) {
+            free(ms);
+            return fail(it, "internal", STORE_FAILED);
+        }
+        add_delivery(it, ms[i].user, pos, idx);
     }
-    return do_send(st, it, now);
+    free(ms);
+    return ST_OK;
 }
 
-static void reset_results(item *it)
+/* A send: direct (the conversation is made on first use) or to a group the sender is in. */
+static int do_send(store_t *st, item *it)
 {
-    /* A savepoint was rolled back: whatever this item computed is void. */
-    free(it->deliv);
-    it->deliv = NULL;
-    it->ndeliv = 0;
-    if (it->msg.body && !it->body) {
-        it->body = it->msg.body;
-        it->msg.body = NULL;
+    st_msg found = {0};
+    int rc = store_msg_find_cmid(st, it->dev, it->cmid, &found);
+    if (rc == ST_OK) { /* a resend: the first ack again, no new message */
+        *add_msg(it) = found;
+        return ST_OK;
     }
-    st_msg_clear(&it->msg);
-    memset(&it->msg, 0, sizeof it->msg);
+    if (rc != ST_NOTFOUND) return fail(it, "internal", STORE_FAILED);
+    char conv[ID_MAX];
+    if (strncmp(it->to, "u_", 2) == 0) {
+        st_user u;
+        rc = store_user_get(st, it->to, &u);
+        if (rc == ST_NOTFOUND) return fail(it, "no_such_user", "There is no user with that id.");
+        if (rc != ST_OK) return fail(it, "internal", STORE_FAILED);
+        bool they_block = false, we_block = false;
+        if (store_block_check(st, it->to, it->user, &they_block, &we_block) != ST_OK)
+            return fail(it, "internal", STORE_FAILED);
+        if (they_block) return fail(it, "blocked", "This user does not take your messages.");
+        if (we_block) return fail(it, "blocked", "You blocked this user; unblock them first.");
+        conv_direct_id(conv, it->user, it->to);
+        if (store_conv_ensure_direct(st, conv, it->user, it->to, it->now) != ST_OK)
+            return fail(it, "internal", STORE_FAILED);
+    } else {
+        st_member me;
+        rc = store_member_get(st, it->to, it->user, &me);
+        if (rc == ST_NOTFOUND)
+            return fail(it, "not_a_member", "You are not a member of this conversation.");
+        if (rc != ST_OK) return fail(it, "internal", STORE_FAILED);
+        snprintf(conv, sizeof conv, "%s", it->to);
+    }
+    if (it->reply_to > 0) {
+        st_msg target;
+        if (store_msg_get(st, conv, it->reply_to, &target) != ST_OK)
+            return fail(it, "not_found", "reply_to names no message of this conversation.");
+        st_msg_clear(&target);
+    }
+    return pipeline_write_msg(st, it, conv, it->msg_kind, it->body, it->reply_to);
+}
+
+/* edit, delete or react: the target is changed in place and the change becomes a new message, so
+ * devices that were offline learn of it through sync. */
+static int do_modify(store_t *st, item *it)
+{
+    st_member me;
+    int rc = store_member_get(st, it->to, it->user, &me);
+    if (rc == ST_NOTFOUND)
+        return fail(it, "not_a_member", "You are not a member of this conversation.");
+    if (rc != ST_OK) return fail(it, "internal", STORE_FAILED);
+    st_msg target;
+    rc = store_msg_get(st, it->to, it->reply_to, &target);
+    if (rc == ST_NOTFOUND || (rc == ST_OK && target.seq < me.joined_seq)) {
+        if (rc == ST_OK) st_msg_clear(&target);
+        return fail(it, "not_found", "There is no message with that seq here.");
+    }
+    if (rc != ST_OK) return fail(it, "internal", STORE_FAILED);
+    bool own = strcmp(target.from, it->user) == 0;
+    bool content = strcmp(target.kind, "text") == 0 || strcmp(target.kind, "media") == 0 ||
+                   strcmp(target.kind, "sticker") == 0 || strcmp(target.kind, "e2e") == 0;
+    const char *op = it->msg_kind;
+    json_t *change = json_pack("{s:I}", "seq", (json_int_t)target.seq);
+    rc = ST_OK;
+    if (strcmp(op, "reaction") == 0) {
+        json_error_t e;
+        json_t *b = json_loads(it->body, 0, &e);
+        json_object_set(change, "emoji", json_object_get(b, "emoji"));
+        json_decref(b);
+        if (!content) rc = fail(it, "not_allowed", "Only messages can get reactions.");
+    } else if (!own || !content) {
+        rc = fail(it, "not_allowed", "Only your own messages can be edited or deleted.");
+    } else if (strcmp(op, "edit") == 0) {
+        if (strcmp(target.kind, "text") != 0 && strcmp(target.kind, "e2e") != 0)
+            rc = fail(it, "not_allowed", "Only text messages can be edited.");
+        else if (store_msg_update(st, it->to, target.seq, target.kind, it->body, it->now) != ST_OK)
+            rc = fail(it, "internal", STORE_FAILED);
+        json_error_t e;
+        json_object_set_new(change, "body", json_loads(it->body, 0, &e));
+    } else if (store_msg_update(st, it->to, target.seq, "deleted", "{}", it->now) != ST_OK) {
+        rc = fail(it, "internal", STORE_FAILED);
+    }
+    st_msg_clear(&target);
+    char *body = rc == ST_OK ? json_dumps(change, JSON_COMPACT) : NULL;
+    json_decref(change);
+    if (rc != ST_OK) return rc;
+    rc = pipeline_write_msg(st, it, it->to, op, body, 0);
+    free(body);
+    return rc;
+}
+
+struct marker_ctx {
+    store_t *st;
+    item *it;
+    int rc;
+};
+
+static json_t *receipt(const char *conv, const char *user, const char *what, int64_t seq)
+{
+    return json_pack("{s:s, s:s, s:s, s:I}", "type", "receipt", "conv", conv, "user", user, what,
+                     (json_int_t)seq);
+}
+
+/* Moves the delivered marker of one conversation and tells the other members. */
+static void move_delivered(void *ctx, const char *conv, int64_t seq)
+{
+    struct marker_ctx *mc = ctx;
+    bool moved = false;
+    if (mc->rc != ST_OK) return;
+    if (store_marker_delivered(mc->st, conv, mc->it->user, seq, &moved) != ST_OK) {
+        mc->rc = ST_ERR;
+        return;
+    }
+    if (!moved) return;
+    json_t *r = receipt(conv, mc->it->user, "delivered", seq);
+    mc->rc = pipeline_note_members(mc->st, mc->it, conv, mc->it->user, r);
+    json_decref(r);
+}
+
+static int do_recv(store_t *st, item *it)
+{
+    st_device d;
+    if (store_device_get(st, it->dev, &d) != ST_OK ||
+        store_device_ack(st, it->dev, it->upto, it->now) != ST_OK)
+        return fail(it, "internal", "The position could not be stored.");
+    if (it->upto <= d.acked_pos) return ST_OK;
+    struct marker_ctx mc = {st, it, ST_OK};
+    if (store_inbox_span(st, it->user, d.acked_pos, it->upto, move_delivered, &mc) != ST_OK ||
+        mc.rc != ST_OK)
+        return fail(it, "internal", "The position could not be stored.");
+    return ST_OK;
+}
+
+static int do_read(store_t *st, item *it)
+{
+    st_member me;
+    st_conv c;
+    int rc = store_member_get(st, it->to, it->user, &me);
+    if (rc == ST_NOTFOUND)
+        return fail(it, "not_a_member", "You are not a member of this conversation.");
+    if (rc != ST_OK || store_conv_get(st, it->to, &c) != ST_OK)
+        return fail(it, "internal", "The read marker could not be stored.");
+    int64_t upto = it->upto < c.last_seq ? it->upto : c.last_seq;
+    bool moved = false, dmoved = false;
+    if (store_marker_read(st, it->to, it->user, upto, &moved) != ST_OK ||
+        store_marker_delivered(st, it->to, it->user, upto, &dmoved) != ST_OK)
+        return fail(it, "internal", "The read marker could not be stored.");
+    if (!moved) return ST_OK;
+    json_t *r = receipt(it->to, it->user, "read", upto);
+    if (dmoved) json_object_set_new(r, "delivered", json_integer(upto));
+    /* the user's other devices: the conversation is read everywhere */
+    pipeline_note(it, it->user, it->dev, json_dumps(r, JSON_COMPACT));
+    rc = pipeline_note_members(st, it, it->to, it->user, r);
+    json_decref(r);
+    return rc == ST_OK ? ST_OK : fail(it, "internal", "The read marker could not be stored.");
+}
+
+static int do_item(struct pipeline *p, item *it)
+{
+    switch (it->kind) {
+    case ITEM_SEND:
+        return do_send(p->st, it);
+    case ITEM_MODIFY:
+        return do_modify(p->st, it);
+    case ITEM_RECV:
+        return do_recv(p->st, it);
+    case ITEM_READ:
+        return do_read(p->st, it);
+    case ITEM_REST:
+        return api_run_in_pipeline(it->req, p->st, it);
+    }
+    return ST_ERR;
+}
+
+static void fail_all(item *batch)
+{
+    log_error("pipeline: a batch failed to commit; its senders are told to resend");
+    for (item *it = batch; it; it = it->next) {
+        clear_results(it);
+        fail(it, "internal", STORE_FAILED);
+        if (it->kind == ITEM_REST)
+            api_error(it->req, 500, "internal", "The change could not be stored; retry.");
+    }
 }
 
 static void write_batch(struct pipeline *p, item *batch)
@@ -117,26 +350,23 @@ static void write_batch(struct pipeline *p, item *batch)
     int64_t now = now_ms();
     bool ok = store_begin(p->st) == ST_OK;
     for (item *it = batch; ok && it; it = it->next) {
+        it->now = now;
         if (store_savepoint(p->st) != ST_OK) {
             ok = false;
             break;
         }
-        if (do_item(p->st, it, now) == ST_OK) {
+        if (do_item(p, it) == ST_OK) {
             if (store_release(p->st) != ST_OK) ok = false;
         } else {
-            reset_results(it);
-            if (!it->err_code) fail(it, "internal", "The message could not be stored; resend it.");
+            clear_results(it);
+            if (!it->err_code) fail(it, "internal", STORE_FAILED);
             if (store_rollback_to(p->st) != ST_OK) ok = false;
         }
     }
     if (ok && store_commit(p->st) != ST_OK) ok = false;
     if (!ok) {
         store_rollback(p->st);
-        log_error("pipeline: a batch failed to commit; its senders are told to resend");
-        for (item *it = batch; it; it = it->next) {
-            reset_results(it);
-            fail(it, "internal", "The message could not be stored; resend it.");
-        }
+        fail_all(batch);
     }
 }
 
@@ -159,9 +389,7 @@ static void *run(void *arg)
         last->next = NULL;
         pthread_mutex_unlock(&p->mu);
 
-        int64_t t0 = mono_ms();
         write_batch(p, batch);
-        log_debug("pipeline: batch written in %lld ms", (long long)(mono_ms() - t0));
         bus_post(s, batch);
     }
     return NULL;
@@ -177,6 +405,8 @@ int pipeline_start(server_t *s)
         free(p);
         return -1;
     }
+    p->srv = s;
+    receipt_max = s->cfg.receipt_max;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     s->pipeline = p;

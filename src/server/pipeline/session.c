@@ -28,6 +28,7 @@ void session_remove(conn_t *c)
         hmap_del(&s->sessions, c->user);
     if (c->next_user) c->next_user->prev_user = c->prev_user;
     c->next_user = c->prev_user = NULL;
+    presence_disconnected(s, c->user);
 }
 
 conn_t *session_first(server_t *s, const char *user)

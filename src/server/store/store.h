@@ -33,6 +33,7 @@ typedef struct st_user {
     char kind[8];           /* "user" or "bot" */
     char settings[1025];    /* a JSON object, "{}" by default */
     int64_t created_at;
+    int64_t last_seen_at; /* 0 when never seen */
 } st_user;
 
 typedef struct st_device {
@@ -52,8 +53,9 @@ typedef struct st_msg {
     char cmid[65];
     int64_t ts;
     char kind[16];
-    char *body;       /* JSON text of the body object; heap, owned by the holder */
-    int64_t reply_to; /* seq in the same conversation, 0 for none */
+    char *body;        /* JSON text of the body object; heap, owned by the holder */
+    int64_t reply_to;  /* seq in the same conversation, 0 for none */
+    int64_t edited_at; /* 0 unless edited or deleted */
 } st_msg;
 
 void st_msg_clear(st_msg *m); /* frees body */
@@ -117,5 +119,112 @@ int store_inbox_append(store_t *st, const char *user, const char *conv, int64_t 
 typedef void (*st_inbox_fn)(void *ctx, int64_t pos, const st_msg *m);
 int store_inbox_read(store_t *st, const char *user, int64_t after, int limit, st_inbox_fn fn,
                      void *ctx);
+
+/* ---- Conversations, groups, members and markers (schema 2) ---- */
+/* The functions below that take a callback read all their rows first and call fn after, so fn
+ * may call the store again (unlike store_inbox_read). Update calls return ST_NOTFOUND when no row
+ * matched. */
+
+typedef struct st_conv {
+    char id[ID_MAX];
+    char kind[8];        /* "direct" or "group" */
+    char name[257];      /* groups: up to 64 characters */
+    char avatar[ID_MAX]; /* media id or "" */
+    bool e2e;
+    int64_t last_seq;
+    int64_t created_at;
+} st_conv;
+
+typedef struct st_member {
+    char user[ID_MAX];
+    char role[8]; /* "owner", "admin" or "member" (direct conversations: "member") */
+    int64_t joined_at;
+    int64_t joined_seq; /* the first seq this member may read */
+    int64_t delivered_seq, read_seq;
+    int64_t muted_until;
+    char notify[10]; /* "all", "mentions" or "none" */
+} st_member;
+
+int store_conv_get(store_t *st, const char *id, st_conv *out);
+/* A new group (kind "group", last_seq 0) with no members yet. ST_CONFLICT when the id is taken. */
+int store_group_create(store_t *st, const st_conv *c);
+/* Writes name and avatar. ST_NOTFOUND unless c->id is a group. */
+int store_group_update(store_t *st, const st_conv *c);
+int store_member_get(store_t *st, const char *conv, const char *user, st_member *out);
+/* ST_CONFLICT when already a member; ST_NOTFOUND when conv or user does not exist; ST_ERR for a
+ * role other than "owner", "admin" and "member". joined_seq is the first seq the member may
+ * read. */
+int store_member_add(store_t *st, const char *conv, const char *user, const char *role, int64_t now,
+                     int64_t joined_seq);
+int store_member_remove(store_t *st, const char *conv, const char *user);
+int store_member_set_role(store_t *st, const char *conv, const char *user, const char *role);
+/* By joined_at, then user; at most max; returns the count or ST_ERR. */
+int store_member_list(store_t *st, const char *conv, st_member *out, int max);
+int store_member_count(store_t *st, const char *conv, int *n);
+int store_member_settings(store_t *st, const char *conv, const char *user, int64_t muted_until,
+                          const char *notify);
+/* Markers only move forward; *moved tells whether this call moved it. A user who is not a member
+ * gets ST_OK with *moved false. */
+int store_marker_delivered(store_t *st, const char *conv, const char *user, int64_t seq,
+                           bool *moved);
+int store_marker_read(store_t *st, const char *conv, const char *user, int64_t seq, bool *moved);
+/* For each conversation with entries in user's inbox at after < pos <= upto, calls fn with the
+ * highest seq among them. */
+typedef void (*st_conv_seq_fn)(void *ctx, const char *conv, int64_t seq);
+int store_inbox_span(store_t *st, const char *user, int64_t after, int64_t upto, st_conv_seq_fn fn,
+                     void *ctx);
+
+/* One stored message (body included). */
+int store_msg_get(store_t *st, const char *conv, int64_t seq, st_msg *out);
+/* Replaces kind and body and sets edited_at. */
+int store_msg_update(store_t *st, const char *conv, int64_t seq, const char *kind, const char *body,
+                     int64_t edited_at);
+/* History, newest first: min_seq <= seq < before_seq, at most limit. Returns the count or ST_ERR.
+ * fn must not keep m->body. */
+typedef void (*st_msg_fn)(void *ctx, const st_msg *m);
+int store_msg_history(store_t *st, const char *conv, int64_t before_seq, int64_t min_seq, int limit,
+                      st_msg_fn fn, void *ctx);
+
+/* The user's conversations, the newest activity first: by the ts of `last`, or created_at when
+ * there is no last message. last is the newest message with seq >= me.joined_seq; unread counts
+ * only those too. Returns ST_OK or ST_ERR. */
+typedef struct st_conv_row {
+    st_conv conv;
+    st_member me;
+    char peer[ID_MAX]; /* direct: the other user ("" for notes to self) */
+    int64_t unread;    /* messages of others after me.read_seq (kinds text, media, sticker, e2e,
+                          game) */
+    st_msg last;       /* the newest message; last.seq == 0 when none; body owned by the store */
+} st_conv_row;
+typedef void (*st_conv_row_fn)(void *ctx, const st_conv_row *r);
+int store_conv_list(store_t *st, const char *user, st_conv_row_fn fn, void *ctx);
+
+/* ---- Contacts and blocks ---- */
+/* The state of user's side of the pair: "friend", "outgoing" (user invited other) or "incoming".
+ * ST_NOTFOUND when there is none. */
+int store_contact_get(store_t *st, const char *user, const char *other, char state[12]);
+/* Sets user's side to state (insert or update; since changes only with the state). ST_NOTFOUND
+ * when either user does not exist. */
+int store_contact_set(store_t *st, const char *user, const char *other, const char *state,
+                      int64_t now);
+/* Removes both sides of the pair. ST_NOTFOUND when there was nothing. */
+int store_contact_delete(store_t *st, const char *user, const char *other);
+/* All of user's rows, by since. */
+typedef void (*st_contact_fn)(void *ctx, const char *other, const char *state, int64_t since);
+int store_contact_list(store_t *st, const char *user, st_contact_fn fn, void *ctx);
+/* ST_OK when already blocked (since is kept); ST_NOTFOUND when either user does not exist. */
+int store_block_set(store_t *st, const char *user, const char *other, int64_t now);
+/* ST_NOTFOUND when user had not blocked other. */
+int store_block_delete(store_t *st, const char *user, const char *other);
+int store_block_check(store_t *st, const char *a, const char *b, bool *a_blocks_b,
+                      bool *b_blocks_a);
+/* Whom user blocked, by since. */
+typedef void (*st_user_fn)(void *ctx, const char *user);
+int store_block_list(store_t *st, const char *user, st_user_fn fn, void *ctx);
+/* Who sees user's presence: friends and members of any conversation user is in, except user and
+ * anyone who blocked user or whom user blocked; each once. */
+int store_presence_audience(store_t *st, const char *user, st_user_fn fn, void *ctx);
+/* Sets the user's last seen time. ST_NOTFOUND when there is no such user. */
+int store_user_seen(store_t *st, const char *user, int64_t ts);
 
 #endif

@@ -1,0 +1,1985 @@
+/* store_sqlite.c: the SQLite back end of store.h (the embedded default).
+ *
+ * This module owns the database file data_dir/parley.db: its schema and the migrations that build
+ * it, the connection settings (WAL, synchronous=NORMAL, foreign keys, busy timeout) and every SQL
+ * statement of the server. Nothing else opens the file or knows SQL.
+ *
+ * Thread rule: one store_t per thread. A store_t is one SQLite connection opened without its own
+ * mutex (SQLITE_OPEN_NOMUTEX) and holding its own prepared statements, so two threads must never
+ * use the same store_t at once; handing it from one thread to another between calls (the worker
+ * pool does) is fine. Different store_t on the same file are safe together: writers
+ * serialize on the database write lock, store_begin takes it at once (BEGIN IMMEDIATE), and every
+ * connection waits up to BUSY_TIMEOUT_MS for it instead of failing. With WAL, readers never wait
+ * for the writer.
+ *
+ * Statements are prepared once per connection, on first use, and reused. Text is bound with
+ * SQLITE_STATIC (no copy, which matters for 64 KiB bodies): every use of a statement ends with
+ * stmt_done(), which resets it and clears its bindings, so SQLite never keeps a caller's pointer
+ * past the call and no statement keeps a read snapshot open between calls.
+ *
+ * Errors: a failure of SQLite is logged with log_error (the operation and sqlite3_errmsg) and
+ * returns ST_ERR. A unique key already taken returns ST_CONFLICT; a foreign key pointing at a row
+ * that does not exist (a user, a conversation, a message) returns ST_NOTFOUND, logged as a warning.
+ */
+#include "server/store/store.h"
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "common/log.h"
+
+#define BUSY_TIMEOUT_MS 10000
+#define DB_FILE         "parley.db"
+/* RETURNING appeared in SQLite 3.35.0. */
+#define SQLITE_MIN_VERSION 3035000
+
+/* ---- Schema ---------------------------------------------------------------------------------
+ *
+ * Migration i (counting from 1) brings the database from schema version i - 1 to i; the version
+ * is kept in PRAGMA user_version, which is written in the same transaction as the steps. Steps are
+ * only ever appended: a released step is never edited.
+ *
+ * Notes on the design:
+ * - users: email and phone are NULL when not set (never ""), so their unique indexes can be
+ *   partial. username compares with NOCASE everywhere (column collation), so the unique index and
+ *   log-in lookups ignore case. last_pos is the newest inbox position of the user.
+ * - messages: a rowid table, because bodies reach 64 KiB and WITHOUT ROWID suits small rows only.
+ *   (sender_dev, cmid) is unique for resend deduplication. There is no foreign key to devices:
+ *   messages outlive the device that sent them.
+ * - inbox, members, devices, convs: small rows looked up by their primary key, so WITHOUT ROWID.
+ *   inbox_msg serves the ON DELETE CASCADE from messages (retention).
+ * - Schema 2 (groups, markers, edits, contacts, blocks): members.role is 'owner', 'admin' or
+ *   'member' (checked by the store: a column added by ALTER TABLE cannot take over the old
+ *   column's place, and role predates the check). contacts and blocks hold one row per side of a
+ *   pair, keyed by (user_id, other_id); their other_id indexes serve the cascades from users and
+ *   "who blocked me". members_user serves store_conv_list and store_presence_audience.
+ */
+static const char *const migrations[] = {
+    /* 1: the whole schema. */
+    "CREATE TABLE users ("
+    "  id           TEXT NOT NULL PRIMARY KEY,"
+    "  username     TEXT NOT NULL COLLATE NOCASE,"
+    "  display_name TEXT NOT NULL,"
+    "  email        TEXT CHECK (email <> ''),"
+    "  phone        TEXT CHECK (phone <> ''),"
+    "  pw_hash      TEXT NOT NULL,"
+    "  avatar       TEXT NOT NULL DEFAULT '',"
+    "  kind         TEXT NOT NULL DEFAULT 'user' CHECK (kind IN ('user', 'bot')),"
+    "  settings     TEXT NOT NULL DEFAULT '{}',"
+    "  created_at   INTEGER NOT NULL,"
+    "  last_pos     INTEGER NOT NULL DEFAULT 0"
+    ");"
+    "CREATE UNIQUE INDEX users_username ON users (username);"
+    "CREATE UNIQUE INDEX users_email ON users (email) WHERE email IS NOT NULL;"
+    "CREATE UNIQUE INDEX users_phone ON users (phone) WHERE phone IS NOT NULL;"
+    "CREATE INDEX users_display_name ON users (display_name COLLATE NOCASE);"
+
+    "CREATE TABLE devices ("
+    "  id           TEXT NOT NULL PRIMARY KEY,"
+    "  user_id      TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+    "  name         TEXT NOT NULL,"
+    "  created_at   INTEGER NOT NULL,"
+    "  last_seen_at INTEGER NOT NULL,"
+    "  acked_pos    INTEGER NOT NULL DEFAULT 0"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX devices_user ON devices (user_id, created_at);"
+
+    "CREATE TABLE convs ("
+    "  id         TEXT NOT NULL PRIMARY KEY,"
+    "  kind       TEXT NOT NULL CHECK (kind IN ('direct', 'group')),"
+    "  last_seq   INTEGER NOT NULL DEFAULT 0,"
+    "  created_at INTEGER NOT NULL"
+    ") WITHOUT ROWID;"
+
+    "CREATE TABLE members ("
+    "  conv_id       TEXT NOT NULL REFERENCES convs (id) ON DELETE CASCADE,"
+    "  user_id       TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+    "  role          TEXT NOT NULL DEFAULT 'member',"
+    "  joined_at     INTEGER NOT NULL,"
+    "  delivered_seq INTEGER NOT NULL DEFAULT 0,"
+    "  read_seq      INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (conv_id, user_id)"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX members_user ON members (user_id);"
+
+    "CREATE TABLE messages ("
+    "  conv_id    TEXT NOT NULL REFERENCES convs (id) ON DELETE CASCADE,"
+    "  seq        INTEGER NOT NULL,"
+    "  sender     TEXT NOT NULL REFERENCES users (id),"
+    "  sender_dev TEXT NOT NULL,"
+    "  cmid       TEXT NOT NULL,"
+    "  ts         INTEGER NOT NULL,"
+    "  kind       TEXT NOT NULL,"
+    "  body       TEXT NOT NULL,"
+    "  reply_to   INTEGER," /* a seq of the same conversation; NULL for none */
+    "  PRIMARY KEY (conv_id, seq),"
+    "  UNIQUE (sender_dev, cmid)"
+    ");"
+
+    "CREATE TABLE inbox ("
+    "  user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+    "  pos     INTEGER NOT NULL,"
+    "  conv_id TEXT NOT NULL,"
+    "  seq     INTEGER NOT NULL,"
+    "  PRIMARY KEY (user_id, pos),"
+    "  FOREIGN KEY (conv_id, seq) REFERENCES messages (conv_id, seq) ON DELETE CASCADE"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX inbox_msg ON inbox (conv_id, seq);",
+
+    /* 2: groups, member settings, edits, contacts, blocks, last seen. */
+    "ALTER TABLE users ADD COLUMN last_seen_at INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE convs ADD COLUMN name TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE convs ADD COLUMN avatar TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE convs ADD COLUMN e2e INTEGER NOT NULL DEFAULT 0 CHECK (e2e IN (0, 1));"
+    "ALTER TABLE members ADD COLUMN joined_seq INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE members ADD COLUMN muted_until INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE members ADD COLUMN notify TEXT NOT NULL DEFAULT 'all'"
+    "  CHECK (notify IN ('all', 'mentions', 'none'));"
+    "ALTER TABLE messages ADD COLUMN edited_at INTEGER NOT NULL DEFAULT 0;"
+
+    "CREATE TABLE contacts ("
+    "  user_id  TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+    "  other_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+    "  state    TEXT NOT NULL CHECK (state IN ('friend', 'outgoing', 'incoming')),"
+    "  since    INTEGER NOT NULL,"
+    "  PRIMARY KEY (user_id, other_id),"
+    "  CHECK (user_id <> other_id)"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX contacts_other ON contacts (other_id);"
+
+    "CREATE TABLE blocks ("
+    "  user_id  TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+    "  other_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+    "  since    INTEGER NOT NULL,"
+    "  PRIMARY KEY (user_id, other_id),"
+    "  CHECK (user_id <> other_id)"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX blocks_other ON blocks (other_id);",
+};
+#define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
+
+/* ---- Statements ---------------------------------------------------------------------------- */
+
+#define USER_COLS                                                                                  \
+    "id, username, display_name, email, phone, avatar, kind, settings, created_at, last_seen_at"
+#define DEV_COLS "id, user_id, name, created_at, last_seen_at, acked_pos"
+/* MSG_COLS are the columns a message is inserted with; MSG_GET_COLS (read by row_msg) add
+ * edited_at, which only store_msg_update writes. */
+#define MSG_COLS     "conv_id, seq, sender, sender_dev, cmid, ts, kind, body, reply_to"
+#define MSG_GET_COLS MSG_COLS ", edited_at"
+#define CONV_COLS    "id, kind, name, avatar, e2e, last_seq, created_at"
+#define MEMBER_COLS                                                                                \
+    "user_id, role, joined_at, joined_seq, delivered_seq, read_seq, muted_until, notify"
+
+enum stmt_id {
+    S_BEGIN,
+    S_COMMIT,
+    S_ROLLBACK,
+    S_SAVEPOINT,
+    S_RELEASE,
+    S_ROLLBACK_TO,
+    S_USER_INSERT,
+    S_USER_GET,
+    S_USER_FIND_LOGIN,
+    S_USER_UPDATE,
+    S_USER_SEARCH,
+    S_USER_HEAD,
+    S_DEV_INSERT,
+    S_DEV_GET,
+    S_DEV_COUNT,
+    S_DEV_LIST,
+    S_DEV_DELETE,
+    S_DEV_ACK,
+    S_MSG_FIND_CMID,
+    S_CONV_INSERT_DIRECT,
+    S_MEMBER_INSERT,
+    S_MEMBER_CHECK,
+    S_MEMBERS,
+    S_CONV_NEXT_SEQ,
+    S_MSG_INSERT,
+    S_USER_NEXT_POS,
+    S_INBOX_INSERT,
+    S_INBOX_READ,
+    S_CONV_GET,
+    S_GROUP_INSERT,
+    S_GROUP_UPDATE,
+    S_MEMBER_GET,
+    S_MEMBER_ADD,
+    S_MEMBER_REMOVE,
+    S_MEMBER_SET_ROLE,
+    S_MEMBER_LIST,
+    S_MEMBER_COUNT,
+    S_MEMBER_SETTINGS,
+    S_MARK_DELIVERED,
+    S_MARK_READ,
+    S_INBOX_SPAN,
+    S_MSG_GET,
+    S_MSG_UPDATE,
+    S_MSG_HISTORY,
+    S_CONV_LIST,
+    S_CONTACT_GET,
+    S_CONTACT_SET,
+    S_CONTACT_DELETE,
+    S_CONTACT_LIST,
+    S_BLOCK_SET,
+    S_BLOCK_DELETE,
+    S_BLOCK_CHECK,
+    S_BLOCK_LIST,
+    S_PRESENCE_AUDIENCE,
+    S_USER_SEEN,
+    S_COUNT
+};
+
+static const char *const stmt_sql[S_COUNT] = {
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_SAVEPOINT] = "SAVEPOINT item",
+    [S_RELEASE] = "RELEASE item",
+    [S_ROLLBACK_TO] = "ROLLBACK TO item",
+    [S_USER_INSERT] =
+        "INSERT INTO users (id, username, display_name, email, phone, pw_hash, avatar,"
+        " kind, settings, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    [S_USER_GET] = "SELECT " USER_COLS " FROM users WHERE id = ?1",
+    /* Username first (NOCASE from the column), then email, then phone, each by its index. */
+    [S_USER_FIND_LOGIN] = "SELECT " USER_COLS ", pw_hash FROM users WHERE username = ?1"
+                          " UNION ALL SELECT " USER_COLS ", pw_hash FROM users WHERE email = ?1"
+                          " UNION ALL SELECT " USER_COLS ", pw_hash FROM users WHERE phone = ?1"
+                          " LIMIT 1",
+    [S_USER_UPDATE] = "UPDATE users SET display_name = ?2, email = ?3, phone = ?4, avatar = ?5,"
+                      " settings = ?6 WHERE id = ?1",
+    /* The NOCASE ranges [?1, ?2) find the prefix matches through users_username and
+     * users_display_name; the escaped LIKE ?3 is the exact test. (A LIKE alone scans the table.) */
+    [S_USER_SEARCH] =
+        "SELECT " USER_COLS " FROM users"
+        " WHERE ((username >= ?1 AND username < ?2)"
+        " OR (display_name COLLATE NOCASE >= ?1 AND display_name COLLATE NOCASE < ?2))"
+        " AND (username LIKE ?3 ESCAPE '\\' OR display_name LIKE ?3 ESCAPE '\\')"
+        " ORDER BY username LIMIT ?4",
+    [S_USER_HEAD] = "SELECT last_pos FROM users WHERE id = ?1",
+    [S_DEV_INSERT] = "INSERT INTO devices (" DEV_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [S_DEV_GET] = "SELECT " DEV_COLS " FROM devices WHERE id = ?1",
+    [S_DEV_COUNT] = "SELECT count(*) FROM devices WHERE user_id = ?1",
+    [S_DEV_LIST] = "SELECT " DEV_COLS " FROM devices WHERE user_id = ?1"
+                   " ORDER BY created_at, id LIMIT ?2",
+    [S_DEV_DELETE] = "DELETE FROM devices WHERE id = ?1 AND user_id = ?2",
+    [S_DEV_ACK] = "UPDATE devices SET acked_pos = max(acked_pos, ?2), last_seen_at = ?3"
+                  " WHERE id = ?1",
+    [S_MSG_FIND_CMID] = "SELECT " MSG_GET_COLS " FROM messages WHERE sender_dev = ?1 AND cmid = ?2",
+    [S_CONV_INSERT_DIRECT] = "INSERT INTO convs (id, kind, last_seq, created_at)"
+                             " VALUES (?1, 'direct', 0, ?2) ON CONFLICT (id) DO NOTHING",
+    [S_MEMBER_INSERT] = "INSERT INTO members (conv_id, user_id, role, joined_at)"
+                        " VALUES (?1, ?2, 'member', ?3) ON CONFLICT (conv_id, user_id) DO NOTHING",
+    [S_MEMBER_CHECK] = "SELECT 1 FROM members WHERE conv_id = ?1 AND user_id = ?2",
+    [S_MEMBERS] = "SELECT user_id FROM members WHERE conv_id = ?1 ORDER BY user_id LIMIT ?2",
+    [S_CONV_NEXT_SEQ] = "UPDATE convs SET last_seq = last_seq + 1 WHERE id = ?1 RETURNING last_seq",
+    [S_MSG_INSERT] =
+        "INSERT INTO messages (" MSG_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [S_USER_NEXT_POS] = "UPDATE users SET last_pos = last_pos + 1 WHERE id = ?1 RETURNING last_pos",
+    [S_INBOX_INSERT] = "INSERT INTO inbox (user_id, pos, conv_id, seq) VALUES (?1, ?2, ?3, ?4)",
+    [S_INBOX_READ] = "SELECT i.pos, m.conv_id, m.seq, m.sender, m.sender_dev, m.cmid, m.ts, m.kind,"
+                     " m.body, m.reply_to, m.edited_at FROM inbox AS i JOIN messages AS m"
+                     " ON m.conv_id = i.conv_id AND m.seq = i.seq"
+                     " WHERE i.user_id = ?1 AND i.pos > ?2 ORDER BY i.pos LIMIT ?3",
+    [S_CONV_GET] = "SELECT " CONV_COLS " FROM convs WHERE id = ?1",
+    [S_GROUP_INSERT] = "INSERT INTO convs (" CONV_COLS ") VALUES (?1, 'group', ?2, ?3, ?4, 0, ?5)",
+    [S_GROUP_UPDATE] = "UPDATE convs SET name = ?2, avatar = ?3 WHERE id = ?1 AND kind = 'group'",
+    [S_MEMBER_GET] = "SELECT " MEMBER_COLS " FROM members WHERE conv_id = ?1 AND user_id = ?2",
+    [S_MEMBER_ADD] = "INSERT INTO members (conv_id, user_id, role, joined_at, joined_seq)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [S_MEMBER_REMOVE] = "DELETE FROM members WHERE conv_id = ?1 AND user_id = ?2",
+    [S_MEMBER_SET_ROLE] = "UPDATE members SET role = ?3 WHERE conv_id = ?1 AND user_id = ?2",
+    [S_MEMBER_LIST] = "SELECT " MEMBER_COLS " FROM members WHERE conv_id = ?1"
+                      " ORDER BY joined_at, user_id LIMIT ?2",
+    [S_MEMBER_COUNT] = "SELECT count(*) FROM members WHERE conv_id = ?1",
+    [S_MEMBER_SETTINGS] = "UPDATE members SET muted_until = ?3, notify = ?4"
+                          " WHERE conv_id = ?1 AND user_id = ?2",
+    [S_MARK_DELIVERED] = "UPDATE members SET delivered_seq = ?3"
+                         " WHERE conv_id = ?1 AND user_id = ?2 AND delivered_seq < ?3",
+    [S_MARK_READ] = "UPDATE members SET read_seq = ?3"
+                    " WHERE conv_id = ?1 AND user_id = ?2 AND read_seq < ?3",
+    /* A range of the inbox primary key. */
+    [S_INBOX_SPAN] = "SELECT conv_id, max(seq) FROM inbox WHERE user_id = ?1 AND pos > ?2"
+                     " AND pos <= ?3 GROUP BY conv_id ORDER BY conv_id",
+    [S_MSG_GET] = "SELECT " MSG_GET_COLS " FROM messages WHERE conv_id = ?1 AND seq = ?2",
+    [S_MSG_UPDATE] = "UPDATE messages SET kind = ?3, body = ?4, edited_at = ?5"
+                     " WHERE conv_id = ?1 AND seq = ?2",
+    [S_MSG_HISTORY] = "SELECT " MSG_GET_COLS " FROM messages WHERE conv_id = ?1 AND seq < ?2"
+                      " AND seq >= ?3 ORDER BY seq DESC LIMIT ?4",
+    /* One row per membership of ?1 (members_user), each conversation by its primary key; the
+     * peer, the unread count and the newest message the member may read come from the members
+     * and messages primary keys (the count walks the unread range only). Conversations without a
+     * message the member may read sort by their creation time. */
+    [S_CONV_LIST] =
+        "SELECT c.id, c.kind, c.name, c.avatar, c.e2e, c.last_seq, c.created_at,"
+        " me.user_id, me.role, me.joined_at, me.joined_seq, me.delivered_seq, me.read_seq,"
+        " me.muted_until, me.notify,"
+        " CASE WHEN c.kind = 'direct' THEN (SELECT p.user_id FROM members AS p"
+        "  WHERE p.conv_id = c.id AND p.user_id <> me.user_id ORDER BY p.user_id LIMIT 1) END,"
+        " (SELECT count(*) FROM messages AS u WHERE u.conv_id = c.id AND u.seq > me.read_seq"
+        "  AND u.seq >= me.joined_seq AND u.sender <> me.user_id"
+        "  AND u.kind IN ('text', 'media', 'sticker', 'e2e', 'game')),"
+        " m.conv_id, m.seq, m.sender, m.sender_dev, m.cmid, m.ts, m.kind, m.body, m.reply_to,"
+        " m.edited_at"
+        " FROM members AS me JOIN convs AS c ON c.id = me.conv_id"
+        " LEFT JOIN messages AS m ON m.conv_id = c.id AND m.seq = (SELECT x.seq FROM messages AS x"
+        "  WHERE x.conv_id = c.id AND x.seq >= me.joined_seq ORDER BY x.seq DESC LIMIT 1)"
+        " WHERE me.user_id = ?1"
+        " ORDER BY coalesce(m.ts, c.created_at) DESC, c.id",
+    [S_CONTACT_GET] = "SELECT state FROM contacts WHERE user_id = ?1 AND other_id = ?2",
+    /* since is when the side got its current state. */
+    [S_CONTACT_SET] =
+        "INSERT INTO contacts (user_id, other_id, state, since) VALUES (?1, ?2, ?3, ?4)"
+        " ON CONFLICT (user_id, other_id) DO UPDATE SET state = excluded.state,"
+        " since = CASE WHEN state = excluded.state THEN since ELSE excluded.since END",
+    [S_CONTACT_DELETE] = "DELETE FROM contacts WHERE (user_id = ?1 AND other_id = ?2)"
+                         " OR (user_id = ?2 AND other_id = ?1)",
+    [S_CONTACT_LIST] = "SELECT other_id, state, since FROM contacts WHERE user_id = ?1"
+                       " ORDER BY since, other_id",
+    [S_BLOCK_SET] = "INSERT INTO blocks (user_id, other_id, since) VALUES (?1, ?2, ?3)"
+                    " ON CONFLICT (user_id, other_id) DO NOTHING",
+    [S_BLOCK_DELETE] = "DELETE FROM blocks WHERE user_id = ?1 AND other_id = ?2",
+    [S_BLOCK_CHECK] = "SELECT EXISTS (SELECT 1 FROM blocks WHERE user_id = ?1 AND other_id = ?2),"
+                      " EXISTS (SELECT 1 FROM blocks WHERE user_id = ?2 AND other_id = ?1)",
+    [S_BLOCK_LIST] = "SELECT other_id FROM blocks WHERE user_id = ?1 ORDER BY since, other_id",
+    /* Friends (contacts primary key) and co-members (members_user, then the members primary
+     * key); UNION keeps each once; the blocks primary key tests both directions. */
+    [S_PRESENCE_AUDIENCE] =
+        "SELECT a.id FROM ("
+        " SELECT other_id AS id FROM contacts WHERE user_id = ?1 AND state = 'friend'"
+        " UNION SELECT o.user_id FROM members AS mine JOIN members AS o ON o.conv_id = mine.conv_id"
+        " WHERE mine.user_id = ?1) AS a"
+        " WHERE a.id <> ?1"
+        " AND NOT EXISTS (SELECT 1 FROM blocks AS b WHERE b.user_id = ?1 AND b.other_id = a.id)"
+        " AND NOT EXISTS (SELECT 1 FROM blocks AS b WHERE b.user_id = a.id AND b.other_id = ?1)"
+        " ORDER BY a.id",
+    [S_USER_SEEN] = "UPDATE users SET last_seen_at = ?2 WHERE id = ?1",
+};
+
+struct store {
+    sqlite3 *db;
+    bool in_callback; /* inside the fn of store_inbox_read: the store must not be re-entered */
+    sqlite3_stmt *stmts[S_COUNT];
+};
+
+/* ---- Helpers ------------------------------------------------------------------------------- */
+
+static int bad_args(const char *op)
+{
+    log_error("store: %s: called with a missing argument", op);
+    return ST_ERR;
+}
+
+static int db_fail(store_t *st, const char *op)
+{
+    log_error("store: %s failed: %s (code %d)", op, sqlite3_errmsg(st->db),
+              sqlite3_extended_errcode(st->db));
+    return ST_ERR;
+}
+
+static sqlite3_stmt *stmt_get(store_t *st, enum stmt_id id, const char *op)
+{
+    if (st->in_callback) {
+        log_error("store: %s: called from inside a store_inbox_read callback on the same store",
+                  op);
+        return NULL;
+    }
+    if (!st->stmts[id]) {
+        int rc = sqlite3_prepare_v3(st->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
+                                    &st->stmts[id], NULL);
+        if (rc != SQLITE_OK) {
+            log_error("store: %s: preparing the statement failed: %s", op, sqlite3_errmsg(st->db));
+            sqlite3_finalize(st->stmts[id]);
+            st->stmts[id] = NULL;
+        }
+    }
+    return st->stmts[id];
+}
+
+/* Ends every use of a statement: releases its snapshot or lock and forgets the bound pointers. */
+static void stmt_done(sqlite3_stmt *s)
+{
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+}
+
+/* Binding collects the first error, so a run of binds is checked once. */
+typedef struct binder {
+    sqlite3_stmt *s;
+    int rc;
+} binder;
+
+static void b_text(binder *b, int i, const char *v)
+{
+    if (b->rc != SQLITE_OK) return;
+    if (!v)
+        b->rc = sqlite3_bind_null(b->s, i);
+    else
+        b->rc = sqlite3_bind_text64(b->s, i, v, strlen(v), SQLITE_STATIC, SQLITE_UTF8);
+}
+
+/* A string in a fixed array of cap bytes. An array with no NUL inside is refused, not read past.
+ * def replaces "" when set; with null_if_empty, "" is bound as NULL. */
+static void b_arr(binder *b, int i, const char *v, size_t cap, const char *def, bool null_if_empty)
+{
+    if (b->rc != SQLITE_OK) return;
+    size_t n = strnlen(v, cap);
+    if (n == cap) {
+        log_error("store: parameter %d is not a NUL-terminated string of at most %zu bytes", i,
+                  cap - 1);
+        b->rc = SQLITE_TOOBIG;
+        return;
+    }
+    if (n == 0 && def)
+        b_text(b, i, def);
+    else if (n == 0 && null_if_empty)
+        b->rc = sqlite3_bind_null(b->s, i);
+    else
+        b->rc = sqlite3_bind_text64(b->s, i, v, n, SQLITE_STATIC, SQLITE_UTF8);
+}
+
+static void b_i64(binder *b, int i, int64_t v)
+{
+    if (b->rc == SQLITE_OK) b->rc = sqlite3_bind_int64(b->s, i, v);
+}
+
+static int bind_fail(const char *op, int rc)
+{
+    log_error("store: %s: cannot bind a parameter: %s", op, sqlite3_errstr(rc));
+    return ST_ERR;
+}
+
+/* Maps the result of a step that writes. */
+static int write_result(store_t *st, int rc, const char *op)
+{
+    switch (rc) {
+    case SQLITE_DONE:
+    case SQLITE_ROW:
+        return ST_OK;
+    case SQLITE_CONSTRAINT_UNIQUE:
+    case SQLITE_CONSTRAINT_PRIMARYKEY:
+        log_debug("store: %s: %s", op, sqlite3_errmsg(st->db));
+        return ST_CONFLICT;
+    case SQLITE_CONSTRAINT_FOREIGNKEY:
+        log_warn("store: %s: a row it refers to does not exist (%s)", op, sqlite3_errmsg(st->db));
+        return ST_NOTFOUND;
+    default:
+        return db_fail(st, op);
+    }
+}
+
+/* The users column a unique-constraint error names ("UNIQUE constraint failed: users.email"). */
+static const char *conflict_field(store_t *st)
+{
+    const char *msg = sqlite3_errmsg(st->db);
+    if (strstr(msg, "users.username")) return "username";
+    if (strstr(msg, "users.email")) return "email";
+    if (strstr(msg, "users.phone")) return "phone";
+    return "id";
+}
+
+/* Copies a text column into a fixed array. A value that does not fit is cut at a character
+ * boundary, with a warning: the arrays hold the protocol's limits, so this means bad data. */
+static void col_copy(char *dst, size_t cap, sqlite3_stmt *s, int col)
+{
+    const unsigned char *t = sqlite3_column_text(s, col);
+    size_t n = (size_t)sqlite3_column_bytes(s, col);
+    if (!t) n = 0;
+    if (n >= cap) {
+        log_warn("store: column %s of %zu bytes cut to %zu", sqlite3_column_name(s, col), n,
+                 cap - 1);
+        n = cap - 1;
+        while (n > 0 && (t[n] & 0xC0) == 0x80) n--;
+    }
+    if (n) memcpy(dst, t, n);
+    dst[n] = 0;
+}
+
+static void row_user(sqlite3_stmt *s, st_user *u)
+{
+    memset(u, 0, sizeof *u);
+    col_copy(u->id, sizeof u->id, s, 0);
+    col_copy(u->username, sizeof u->username, s, 1);
+    col_copy(u->display_name, sizeof u->display_name, s, 2);
+    col_copy(u->email, sizeof u->email, s, 3);
+    col_copy(u->phone, sizeof u->phone, s, 4);
+    col_copy(u->avatar, sizeof u->avatar, s, 5);
+    col_copy(u->kind, sizeof u->kind, s, 6);
+    col_copy(u->settings, sizeof u->settings, s, 7);
+    u->created_at = sqlite3_column_int64(s, 8);
+    u->last_seen_at = sqlite3_column_int64(s, 9);
+}
+
+static void row_device(sqlite3_stmt *s, st_device *d)
+{
+    memset(d, 0, sizeof *d);
+    col_copy(d->id, sizeof d->id, s, 0);
+    col_copy(d->user_id, sizeof d->user_id, s, 1);
+    col_copy(d->name, sizeof d->name, s, 2);
+    d->created_at = sqlite3_column_int64(s, 3);
+    d->last_seen_at = sqlite3_column_int64(s, 4);
+    d->acked_pos = sqlite3_column_int64(s, 5);
+}
+
+/* The MSG_GET_COLS columns starting at column c. The body is a fresh heap copy. */
+static int row_msg(sqlite3_stmt *s, int c, st_msg *m, const char *op)
+{
+    memset(m, 0, sizeof *m);
+    col_copy(m->conv, sizeof m->conv, s, c + 0);
+    m->seq = sqlite3_column_int64(s, c + 1);
+    col_copy(m->from, sizeof m->from, s, c + 2);
+    col_copy(m->dev, sizeof m->dev, s, c + 3);
+    col_copy(m->cmid, sizeof m->cmid, s, c + 4);
+    m->ts = sqlite3_column_int64(s, c + 5);
+    col_copy(m->kind, sizeof m->kind, s, c + 6);
+    m->reply_to = sqlite3_column_int64(s, c + 8); /* NULL reads as 0 */
+    m->edited_at = sqlite3_column_int64(s, c + 9);
+    const unsigned char *body = sqlite3_column_text(s, c + 7);
+    size_t n = (size_t)sqlite3_column_bytes(s, c + 7);
+    if (!body) { /* the column is NOT NULL, so only out of memory gets here */
+        log_error("store: %s: cannot read a message body", op);
+        return ST_ERR;
+    }
+    m->body = malloc(n + 1);
+    if (!m->body) {
+        log_error("store: %s: out of memory for a body of %zu bytes", op, n);
+        return ST_ERR;
+    }
+    memcpy(m->body, body, n);
+    m->body[n] = 0;
+    return ST_OK;
+}
+
+/* The CONV_COLS columns starting at column c. */
+static void row_conv(sqlite3_stmt *s, int c, st_conv *v)
+{
+    memset(v, 0, sizeof *v);
+    col_copy(v->id, sizeof v->id, s, c + 0);
+    col_copy(v->kind, sizeof v->kind, s, c + 1);
+    col_copy(v->name, sizeof v->name, s, c + 2);
+    col_copy(v->avatar, sizeof v->avatar, s, c + 3);
+    v->e2e = sqlite3_column_int(s, c + 4) != 0;
+    v->last_seq = sqlite3_column_int64(s, c + 5);
+    v->created_at = sqlite3_column_int64(s, c + 6);
+}
+
+/* The MEMBER_COLS columns starting at column c. */
+static void row_member(sqlite3_stmt *s, int c, st_member *m)
+{
+    memset(m, 0, sizeof *m);
+    col_copy(m->user, sizeof m->user, s, c + 0);
+    col_copy(m->role, sizeof m->role, s, c + 1);
+    m->joined_at = sqlite3_column_int64(s, c + 2);
+    m->joined_seq = sqlite3_column_int64(s, c + 3);
+    m->delivered_seq = sqlite3_column_int64(s, c + 4);
+    m->read_seq = sqlite3_column_int64(s, c + 5);
+    m->muted_until = sqlite3_column_int64(s, c + 6);
+    col_copy(m->notify, sizeof m->notify, s, c + 7);
+}
+
+void st_msg_clear(st_msg *m)
+{
+    if (!m) return;
+    free(m->body);
+    m->body = NULL;
+}
+
+/* Runs a statement without parameters that returns no rows. */
+static int run_simple(store_t *st, enum stmt_id id, const char *op)
+{
+    if (!st) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, id, op);
+    if (!s) return ST_ERR;
+    int rc = sqlite3_step(s);
+    int r = rc == SQLITE_DONE ? ST_OK : db_fail(st, op);
+    stmt_done(s);
+    return r;
+}
+
+/* Operations of several statements outside a caller's transaction run in one of their own. */
+static int own_begin(store_t *st, bool *own)
+{
+    *own = sqlite3_get_autocommit(st->db) != 0;
+    return *own ? run_simple(st, S_BEGIN, "begin") : ST_OK;
+}
+
+static int own_end(store_t *st, bool own, int r)
+{
+    if (!own) return r;
+    if (r == ST_OK || r == ST_CONFLICT) {
+        if (run_simple(st, S_COMMIT, "commit") == ST_OK) return r;
+        r = ST_ERR;
+    }
+    if (!sqlite3_get_autocommit(st->db)) run_simple(st, S_ROLLBACK, "rollback");
+    return r;
+}
+
+/* Steps an UPDATE ... RETURNING of one integer: ST_NOTFOUND when no row matched. */
+static int step_returning(store_t *st, sqlite3_stmt *s, int64_t *v, const char *op)
+{
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) return ST_NOTFOUND;
+    if (rc != SQLITE_ROW) return write_result(st, rc, op);
+    *v = sqlite3_column_int64(s, 0);
+    rc = sqlite3_step(s);
+    return rc == SQLITE_DONE ? ST_OK : write_result(st, rc, op);
+}
+
+/* ---- Open and close ------------------------------------------------------------------------ */
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    log_error("store: %s", line);
+    if (err && errlen) snprintf(err, errlen, "%s", line);
+}
+
+/* mkdir -p, new folders with mode 0700. */
+static int make_dirs(const char *dir, char *err, size_t errlen)
+{
+    char ebuf[128];
+    char *p = strdup(dir);
+    if (!p) {
+        set_err(err, errlen, "Out of memory.");
+        return -1;
+    }
+    int r = 0;
+    for (char *c = p + 1;; c++) {
+        if (*c != '/' && *c != 0) continue;
+        char saved = *c;
+        *c = 0;
+        if (mkdir(p, 0700) != 0 && errno != EEXIST) {
+            set_err(err, errlen, "Cannot create the data folder %s: %s.", p,
+                    strerror_r(errno, ebuf, sizeof ebuf));
+            r = -1;
+            break;
+        }
+        *c = saved;
+        if (saved == 0) break;
+    }
+    struct stat sb;
+    if (r == 0 && (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))) {
+        set_err(err, errlen, "The data folder %s is not a folder.", dir);
+        r = -1;
+    }
+    free(p);
+    return r;
+}
+
+/* Runs one statement of SQL with no parameters, reading an integer or text from its first row
+ * when asked. At open, some steps (switching a new file to WAL while other connections open it
+ * too) can be busy without SQLite calling the busy handler: those are retried for as long. */
+static int exec1_once(store_t *st, const char *sql, int64_t *ival, char *tval, size_t tcap)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) {
+            if (ival) *ival = sqlite3_column_int64(s, 0);
+            if (tval) col_copy(tval, tcap, s, 0);
+            do rc = sqlite3_step(s);
+            while (rc == SQLITE_ROW);
+        }
+        if (rc == SQLITE_DONE) rc = SQLITE_OK;
+    }
+    if (rc != SQLITE_OK) rc = sqlite3_extended_errcode(st->db);
+    sqlite3_finalize(s);
+    return rc;
+}
+
+static int exec1(store_t *st, const char *sql, int64_t *ival, char *tval, size_t tcap)
+{
+    int64_t until = mono_ms() + BUSY_TIMEOUT_MS;
+    int rc;
+    while ((rc = exec1_once(st, sql, ival, tval, tcap)) != SQLITE_OK &&
+           (rc & 0xFF) == SQLITE_BUSY && mono_ms() < until)
+        sqlite3_sleep(5);
+    return rc;
+}
+
+static int configure(store_t *st, const char *path, char *err, size_t errlen)
+{
+    char mode[16] = "";
+    if (exec1(st, "PRAGMA journal_mode=WAL", NULL, mode, sizeof mode) != SQLITE_OK) {
+        set_err(err, errlen, "Cannot use the database %s: %s.", path, sqlite3_errmsg(st->db));
+        return -1;
+    }
+    if (strcmp(mode, "wal") != 0)
+        log_warn("store: %s stays in journal mode %s: WAL is not available there", path, mode);
+    int64_t fk = 0;
+    if (exec1(st, "PRAGMA synchronous=NORMAL", NULL, NULL, 0) != SQLITE_OK ||
+        exec1(st, "PRAGMA foreign_keys=ON", NULL, NULL, 0) != SQLITE_OK ||
+        exec1(st, "PRAGMA foreign_keys", &fk, NULL, 0) != SQLITE_OK) {
+        set_err(err, errlen, "Cannot configure the database %s: %s.", path, sqlite3_errmsg(st->db));
+        return -1;
+    }
+    if (fk != 1) {
+        set_err(err, errlen, "This SQLite library does not enforce foreign keys.");
+        return -1;
+    }
+    return 0;
+}
+
+static int migrate(store_t *st, const char *path, char *err, size_t errlen)
+{
+    int64_t v = 0;
+    if (exec1(st, "PRAGMA user_version", &v, NULL, 0) != SQLITE_OK) {
+        set_err(err, errlen, "Cannot read the schema version of %s: %s.", path,
+                sqlite3_errmsg(st->db));
+        return -1;
+    }
+    if (v == SCHEMA_VERSION) return 0;
+    if (v < 0 || v > SCHEMA_VERSION) goto too_new;
+    /* Another connection may be migrating too: take the write lock, then look again. */
+    if (exec1(st, "BEGIN IMMEDIATE", NULL, NULL, 0) != SQLITE_OK ||
+        exec1(st, "PRAGMA user_version", &v, NULL, 0) != SQLITE_OK) {
+        set_err(err, errlen, "Cannot start migrating %s: %s.", path, sqlite3_errmsg(st->db));
+        goto rollback;
+    }
+    if (v < 0 || v > SCHEMA_VERSION) {
+        exec1(st, "ROLLBACK", NULL, NULL, 0);
+        goto too_new;
+    }
+    int64_t from = v;
+    for (; v < SCHEMA_VERSION; v++) {
+        char *msg = NULL;
+        if (sqlite3_exec(st->db, migrations[v], NULL, NULL, &msg) != SQLITE_OK) {
+            set_err(err, errlen, "Migrating %s to schema version %d failed: %s.", path, (int)v + 1,
+                    msg ? msg : sqlite3_errmsg(st->db));
+            sqlite3_free(msg);
+            goto rollback;
+        }
+    }
+    char sql[48];
+    snprintf(sql, sizeof sql, "PRAGMA user_version = %d", SCHEMA_VERSION);
+    if (exec1(st, sql, NULL, NULL, 0) != SQLITE_OK ||
+        exec1(st, "COMMIT", NULL, NULL, 0) != SQLITE_OK) {
+        set_err(err, errlen, "Migrating %s failed: %s.", path, sqlite3_errmsg(st->db));
+        goto rollback;
+    }
+    if (from != SCHEMA_VERSION)
+        log_info("store: %s migrated from schema version %d to %d", path, (int)from,
+                 SCHEMA_VERSION);
+    return 0;
+
+rollback:
+    if (!sqlite3_get_autocommit(st->db)) exec1(st, "ROLLBACK", NULL, NULL, 0);
+    return -1;
+too_new:
+    set_err(err, errlen,
+            "The database %s has schema version %lld, newer than the version %d this parleyd "
+            "knows; run a newer parleyd.",
+            path, (long long)v, SCHEMA_VERSION);
+    return -1;
+}
+
+int store_open(store_t **out, const char *data_dir, char *err, size_t errlen)
+{
+    if (err && errlen) err[0] = 0;
+    if (!out) return bad_args("open");
+    *out = NULL;
+    if (!data_dir || !*data_dir) {
+        set_err(err, errlen, "No data folder was given.");
+        return ST_ERR;
+    }
+    if (sqlite3_libversion_number() < SQLITE_MIN_VERSION) {
+        set_err(err, errlen, "SQLite %s is too old; Parley needs 3.35.0 or newer.",
+                sqlite3_libversion());
+        return ST_ERR;
+    }
+    if (!sqlite3_threadsafe()) {
+        set_err(err, errlen, "This SQLite library was built without thread support.");
+        return ST_ERR;
+    }
+    if (make_dirs(data_dir, err, errlen) != 0) return ST_ERR;
+    char *path = NULL;
+    if (asprintf(&path, "%s/%s", data_dir, DB_FILE) < 0) {
+        set_err(err, errlen, "Out of memory.");
+        return ST_ERR;
+    }
+    store_t *st = calloc(1, sizeof *st);
+    if (!st) {
+        free(path);
+        set_err(err, errlen, "Out of memory.");
+        return ST_ERR;
+    }
+    int rc = sqlite3_open_v2(
+        path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        set_err(err, errlen, "Cannot open the database %s: %s.", path,
+                st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
+        goto fail;
+    }
+    sqlite3_extended_result_codes(st->db, 1);
+    sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS);
+    /* Plans must not depend on bound values: otherwise SQLite prepares a statement again each
+     * time a LIKE pattern is bound, which defeats preparing once. */
+    sqlite3_db_config(st->db, SQLITE_DBCONFIG_ENABLE_QPSG, 1, (int *)NULL);
+    if (configure(st, path, err, errlen) != 0 || migrate(st, path, err, errlen) != 0) goto fail;
+    free(path);
+    *out = st;
+    return ST_OK;
+fail:
+    free(path);
+    store_close(st);
+    return ST_ERR;
+}
+
+void store_close(store_t *st)
+{
+    if (!st) return;
+    for (int i = 0; i < S_COUNT; i++) sqlite3_finalize(st->stmts[i]);
+    if (st->db && sqlite3_close(st->db) != SQLITE_OK)
+        log_error("store: close failed: %s", sqlite3_errmsg(st->db));
+    free(st);
+}
+
+/* ---- Transactions -------------------------------------------------------------------------- */
+
+int store_begin(store_t *st)
+{
+    return run_simple(st, S_BEGIN, "begin");
+}
+
+int store_commit(store_t *st)
+{
+    return run_simple(st, S_COMMIT, "commit");
+}
+
+int store_rollback(store_t *st)
+{
+    if (!st) return bad_args("rollback");
+    /* SQLite may already have rolled back by itself (a failed COMMIT, an I/O error). */
+    if (sqlite3_get_autocommit(st->db)) return ST_OK;
+    return run_simple(st, S_ROLLBACK, "rollback");
+}
+
+int store_savepoint(store_t *st)
+{
+    return run_simple(st, S_SAVEPOINT, "savepoint");
+}
+
+int store_release(store_t *st)
+{
+    return run_simple(st, S_RELEASE, "release");
+}
+
+int store_rollback_to(store_t *st)
+{
+    int r = run_simple(st, S_ROLLBACK_TO, "rollback to savepoint");
+    return r == ST_OK ? run_simple(st, S_RELEASE, "release") : r;
+}
+
+/* ---- Users --------------------------------------------------------------------------------- */
+
+int store_user_create(store_t *st, const st_user *u, const char *pw_hash, const char **field)
+{
+    static const char op[] = "user create";
+    if (field) *field = NULL;
+    if (!st || !u || !pw_hash) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_USER_INSERT, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_arr(&b, 1, u->id, sizeof u->id, NULL, false);
+    b_arr(&b, 2, u->username, sizeof u->username, NULL, false);
+    b_arr(&b, 3, u->display_name, sizeof u->display_name, NULL, false);
+    b_arr(&b, 4, u->email, sizeof u->email, NULL, true);
+    b_arr(&b, 5, u->phone, sizeof u->phone, NULL, true);
+    b_text(&b, 6, pw_hash);
+    b_arr(&b, 7, u->avatar, sizeof u->avatar, NULL, false);
+    b_arr(&b, 8, u->kind, sizeof u->kind, "user", false);
+    b_arr(&b, 9, u->settings, sizeof u->settings, "{}", false);
+    b_i64(&b, 10, u->created_at);
+    int r;
+    if (b.rc != SQLITE_OK) {
+        r = bind_fail(op, b.rc);
+    } else {
+        r = write_result(st, sqlite3_step(s), op);
+        if (r == ST_CONFLICT && field) *field = conflict_field(st);
+    }
+    stmt_done(s);
+    return r;
+}
+
+int store_user_get(store_t *st, const char *id, st_user *out)
+{
+    static const char op[] = "user get";
+    if (!st || !id || !out) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_USER_GET, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, id);
+    int r;
+    if (b.rc != SQLITE_OK) {
+        r = bind_fail(op, b.rc);
+    } else {
+        int rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) {
+            row_user(s, out);
+            r = ST_OK;
+        } else {
+            r = rc == SQLITE_DONE ? ST_NOTFOUND : db_fail(st, op);
+        }
+    }
+    stmt_done(s);
+    return r;
+}
+
+int store_user_find_login(store_t *st, const char *login, st_user *out, char pw_hash[256])
+{
+    static const char op[] = "user find by login";
+    if (!st || !login || !out) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_USER_FIND_LOGIN, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, login);
+    int r;
+    if (b.rc != SQLITE_OK) {
+        r = bind_fail(op, b.rc);
+    } else {
+        int rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) {
+            row_user(s, out);
+            if (pw_hash) col_copy(pw_hash, 256, s, 10);
+            r = ST_OK;
+        } else {
+            r = rc == SQLITE_DONE ? ST_NOTFOUND : db_fail(st, op);
+        }
+    }
+    stmt_done(s);
+    return r;
+}
+
+int store_user_update(store_t *st, const st_user *u, const char **field)
+{
+    static const char op[] = "user update";
+    if (field) *field = NULL;
+    if (!st || !u) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_USER_UPDATE, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_arr(&b, 1, u->id, sizeof u->id, NULL, false);
+    b_arr(&b, 2, u->display_name, sizeof u->display_name, NULL, false);
+    b_arr(&b, 3, u->email, sizeof u->email, NULL, true);
+    b_arr(&b, 4, u->phone, sizeof u->phone, NULL, true);
+    b_arr(&b, 5, u->avatar, sizeof u->avatar, NULL, false);
+    b_arr(&b, 6, u->settings, sizeof u->settings, "{}", false);
+    int r;
+    if (b.rc != SQLITE_OK) {
+        r = bind_fail(op, b.rc);
+    } else {
+        r = write_result(st, sqlite3_step(s), op);
+        if (r == ST_CONFLICT && field) *field = conflict_field(st);
+        if (r == ST_OK && sqlite3_changes(st->db) == 0) r = ST_NOTFOUND;
+    }
+    stmt_done(s);
+    return r;
+}
+
+/* The upper end of the NOCASE range of strings that start with q: q folded to lower case with its
+ * last byte raised by one. Returns false when there is no upper end (q empty or all 0xFF). */
+static bool prefix_upper(const char *q, size_t n, char *hi)
+{
+    for (size_t i = 0; i < n; i++) hi[i] = q[i] >= 'A' && q[i] <= 'Z' ? (char)(q[i] + 32) : q[i];
+    while (n > 0 && (unsigned char)hi[n - 1] == 0xFF) n--;
+    if (n == 0) return false;
+    hi[n - 1] = (char)((unsigned char)hi[n - 1] + 1);
+    /* '@' + 1 is 'A', which NOCASE reads as 'a'; '[' is the next byte a folded string can have. */
+    if (hi[n - 1] == 'A') hi[n - 1] = '[';
+    hi[n] = 0;
+    return true;
+}
+
+int store_user_search(store_t *st, const char *query, st_user *out, int max)
+{
+    static const char op[] = "user search";
+    if (!st || !query || (!out && max > 0)) return bad_args(op);
+    if (max <= 0) return 0;
+    /* pat: the query with % _ and \ escaped by \, then %. hi: see prefix_upper. */
+    size_t qn = strlen(query);
+    char *pat = malloc(3 * qn + 3);
+    if (!pat) {
+        log_error("store: %s: out of memory", op);
+        return ST_ERR;
+    }
+    char *hi = pat + 2 * qn + 2;
+    size_t n = 0;
+    for (size_t i = 0; i < qn; i++) {
+        if (query[i] == '%' || query[i] == '_' || query[i] == '\\') pat[n++] = '\\';
+        pat[n++] = query[i];
+    }
+    pat[n++] = '%';
+    pat[n] = 0;
+    bool bounded = prefix_upper(query, qn, hi);
+    int r = ST_ERR;
+    sqlite3_stmt *s = stmt_get(st, S_USER_SEARCH, op);
+    if (s) {
+        binder b = {s, SQLITE_OK};
+        b_text(&b, 1, query);
+        /* Without an upper end, an empty blob: every text sorts before any blob. */
+        if (bounded)
+            b_text(&b, 2, hi);
+        else if (b.rc == SQLITE_OK)
+            b.rc = sqlite3_bind_zeroblob(s, 2, 0);
+        b_text(&b, 3, pat);
+        b_i64(&b, 4, max);
+        if (b.rc != SQLITE_OK) {
+            r = bind_fail(op, b.rc);
+        } else {
+            int count = 0, rc = SQLITE_DONE;
+            while (count < max && (rc = sqlite3_step(s)) == SQLITE_ROW) row_user(s, &out[count++]);
+            r = count == max || rc == SQLITE_DONE ? count : db_fail(st, op);
+        }
+        stmt_done(s);
+    }
+    free(pat);
+    return r;
+}
+
+int store_user_head(store_t *st, const char *user_id, int64_t *pos)
+{
+    static const char op[] = "user head";
+    if (!st || !user_id || !pos) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_USER_HEAD, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, user_id);
+    int r;
+    if (b.rc != SQLITE_OK) {
+        r = bind_fail(op, b.rc);
+    } else {
+        int rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) {
+            *pos = sqlite3_column_int64(s, 0);
+            r = ST_OK;
+        } else {
+            r = rc == SQLITE_DONE ? ST_NOTFOUND : db_fail(st, op);
+        }
+    }
+    stmt_done(s);
+    return r;
+}
+
+/* ---- Devices ------------------------------------------------------------------------------- */
+
+int store_device_create(store_t *st, const st_device *d)
+{
+    static const char op[] = "device create";
+    if (!st || !d) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_DEV_INSERT, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_arr(&b, 1, d->id, sizeof d->id, NULL, false);
+    b_arr(&b, 2, d->user_id, sizeof d->user_id, NULL, false);
+    b_arr(&b, 3, d->name, sizeof d->name, NULL, false);
+    b_i64(&b, 4, d->created_at);
+    b_i64(&b, 5, d->last_seen_at);
+    b_i64(&b, 6, d->acked_pos);
+    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
+    stmt_done(s);
+    return r;
+}
+
+int store_device_get(store_t *st, const char *id, st_device *out)
+{
+    static const char op[] = "device get";
+    if (!st || !id || !out) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_DEV_GET, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, id);
+    int r;
+    if (b.rc != SQLITE_OK) {
+        r = bind_fail(op, b.rc);
+    } else {
+        int rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) {
+            row_device(s, out);
+            r = ST_OK;
+        } else {
+            r = rc == SQLITE_DONE ? ST_NOTFOUND : db_fail(st, op);
+        }
+    }
+    stmt_done(s);
+    return r;
+}
+
+int store_device_count(store_t *st, const char *user_id, int *n)
+{
+    static const char op[] = "device count";
+    if (!st || !user_id || !n) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_DEV_COUNT, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, user_id);
+    int r;
+    if (b.rc != SQLITE_OK) {
+        r = bind_fail(op, b.rc);
+    } else if (sqlite3_step(s) == SQLITE_ROW) {
+        *n = sqlite3_column_int(s, 0);
+        r = ST_OK;
+    } else {
+        r = db_fail(st, op);
+    }
+    stmt_done(s);
+    return r;
+}
+
+int store_device_list(store_t *st, const char *user_id, st_device *out, int max)
+{
+    static const char op[] = "device list";
+    if (!st || !user_id || (!out && max > 0)) return bad_args(op);
+    if (max <= 0) return 0;
+    sqlite3_stmt *s = stmt_get(st, S_DEV_LIST, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, user_id);
+    b_i64(&b, 2, max);
+    int r;
+    if (b.rc != SQLITE_OK) {
+        r = bind_fail(op, b.rc);
+    } else {
+        int count = 0, rc = SQLITE_DONE;
+        while (count < max && (rc = sqlite3_step(s)) == SQLITE_ROW) row_device(s, &out[count++]);
+        r = count == max || rc == SQLITE_DONE ? count : db_fail(st, op);
+    }
+    stmt_done(s);
+    return r;
+}
+
+int store_device_delete(store_t *st, const char *user_id, const char *id)
+{
+    static const char op[] = "device delete";
+    if (!st || !user_id || !id) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_DEV_DELETE, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, id);
+    b_text(&b, 2, user_id);
+    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
+    if (r == ST_OK && sqlite3_changes(st->db) == 0) r = ST_NOTFOUND;
+    stmt_done(s);
+    return r;
+}
+
+int store_device_ack(store_t *st, const char *id, int64_t pos, int64_t now)
+{
+    static const char op[] = "device ack";
+    if (!st || !id) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_DEV_ACK, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, id);
+    b_i64(&b, 2, pos);
+    b_i64(&b, 3, now);
+    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
+    if (r == ST_OK && sqlite3_changes(st->db) == 0) r = ST_NOTFOUND;
+    stmt_done(s);
+    return r;
+}
+
+/* ---- Conversations, messages and inboxes --------------------------------------------------- */
+
+int store_msg_find_cmid(store_t *st, const char *dev, const char *cmid, st_msg *out)
+{
+    static const char op[] = "message find by cmid";
+    if (!st || !dev || !cmid || !out) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_MSG_FIND_CMID, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, dev);
+    b_text(&b, 2, cmid);
+    int r;
+    if (b.rc != SQLITE_OK) {
+        r = bind_fail(op, b.rc);
+    } else {
+        int rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW)
+            r = row_msg(s, 0, out, op);
+        else
+            r = rc == SQLITE_DONE ? ST_NOTFOUND : db_fail(st, op);
+    }
+    stmt_done(s);
+    return r;
+}
+
+static int member_insert(store_t *st, const char *conv, const char *user, int64_t now)
+{
+    static const char op[] = "member insert";
+    sqlite3_stmt *s = stmt_get(st, S_MEMBER_INSERT, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, conv);
+    b_text(&b, 2, user);
+    b_i64(&b, 3, now);
+    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
+    stmt_done(s);
+    return r;
+}
+
+int store_conv_ensure_direct(store_t *st, const char *conv, const char *a, const char *b_user,
+                             int64_t now)
+{
+    static const char op[] = "direct conversation ensure";
+    if (!st || !conv || !a || !b_user) return bad_args(op);
+    bool own;
+    int r = own_begin(st, &own);
+    if (r != ST_OK) return r;
+    sqlite3_stmt *s = stmt_get(st, S_CONV_INSERT_DIRECT, op);
+    if (!s) return own_end(st, own, ST_ERR);
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, conv);
+    b_i64(&b, 2, now);
+    r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
+    stmt_done(s);
+    if (r == ST_OK) r = member_insert(st, conv, a, now);
+    if (r == ST_OK) r = member_insert(st, conv, b_user, now);
+    return own_end(st, own, r);
+}
+
+int store_conv_is_member(store_t *st, const char *conv, const char *user, bool *yes)
+{
+    static const char op[] = "member check";
+    if (!st || !conv || !user || !yes) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_MEMBER_CHECK, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, conv);
+    b_text(&b, 2, user);
+    int r;
+    if (b.rc != SQLITE_OK) {
+        r = bind_fail(op, b.rc);
+    } else {
+        int rc = sqlite3_step(s);
+        *yes = rc == SQLITE_ROW;
+        r = rc == SQLITE_ROW || rc == SQLITE_DONE ? ST_OK : db_fail(st, op);
+    }
+    stmt_done(s);
+    return r;
+}
+
+int store_conv_members(store_t *st, const char *conv, char (*out)[ID_MAX], int max)
+{
+    static const char op[] = "conversation members";
+    if (!st || !conv || (!out && max > 0)) return bad_args(op);
+    if (max <= 0) return 0;
+    sqlite3_stmt *s = stmt_get(st, S_MEMBERS, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, conv);
+    b_i64(&b, 2, max);
+    int r;
+    if (b.rc != SQLITE_OK) {
+        r = bind_fail(op, b.rc);
+    } else {
+        int count = 0, rc = SQLITE_DONE;
+        while (count < max && (rc = sqlite3_step(s)) == SQLITE_ROW)
+            col_copy(out[count++], ID_MAX, s, 0);
+        r = count == max || rc == SQLITE_DONE ? count : db_fail(st, op);
+    }
+    stmt_done(s);
+    return r;
+}
+
+int store_conv_next_seq(store_t *st, const char *conv, int64_t *seq)
+{
+    static const char op[] = "conversation next seq";
+    if (!st || !conv || !seq) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_CONV_NEXT_SEQ, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, conv);
+    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_returning(st, s, seq, op);
+    stmt_done(s);
+    return r;
+}
+
+int store_msg_insert(store_t *st, const st_msg *m)
+{
+    static const char op[] = "message insert";
+    if (!st || !m || !m->body) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_MSG_INSERT, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_arr(&b, 1, m->conv, sizeof m->conv, NULL, false);
+    b_i64(&b, 2, m->seq);
+    b_arr(&b, 3, m->from, sizeof m->from, NULL, false);
+    b_arr(&b, 4, m->dev, sizeof m->dev, NULL, false);
+    b_arr(&b, 5, m->cmid, sizeof m->cmid, NULL, false);
+    b_i64(&b, 6, m->ts);
+    b_arr(&b, 7, m->kind, sizeof m->kind, NULL, false);
+    b_text(&b, 8, m->body);
+    if (m->reply_to) b_i64(&b, 9, m->reply_to); /* else stays NULL */
+    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
+    stmt_done(s);
+    return r;
+}
+
+int store_inbox_append(store_t *st, const char *user, const char *conv, int64_t seq, int64_t *pos)
+{
+    static const char op[] = "inbox append";
+    if (!st || !user || !conv || !pos) return bad_args(op);
+    bool own;
+    int r = own_begin(st, &own);
+    if (r != ST_OK) return r;
+    int64_t p = 0;
+    sqlite3_stmt *s = stmt_get(st, S_USER_NEXT_POS, op);
+    if (!s) return own_end(st, own, ST_ERR);
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, user);
+    r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_returning(st, s, &p, op);
+    stmt_done(s);
+    if (r == ST_OK) {
+        s = stmt_get(st, S_INBOX_INSERT, op);
+        if (!s) return own_end(st, own, ST_ERR);
+        b = (binder){s, SQLITE_OK};
+        b_text(&b, 1, user);
+        b_i64(&b, 2, p);
+        b_text(&b, 3, conv);
+        b_i64(&b, 4, seq);
+        r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
+        stmt_done(s);
+        /* The position comes from users.last_pos, so a taken one means a corrupt inbox. */
+        if (r == ST_CONFLICT) {
+            log_error("store: %s: position %lld of %s is already taken", op, (long long)p, user);
+            r = ST_ERR;
+        }
+    }
+    r = own_end(st, own, r);
+    if (r == ST_OK) *pos = p;
+    return r;
+}
+
+int store_inbox_read(store_t *st, const char *user, int64_t after, int limit, st_inbox_fn fn,
+                     void *ctx)
+{
+    static const char op[] = "inbox read";
+    if (!st || !user || !fn) return bad_args(op);
+    if (limit <= 0) return 0;
+    sqlite3_stmt *s = stmt_get(st, S_INBOX_READ, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, user);
+    b_i64(&b, 2, after);
+    b_i64(&b, 3, limit);
+    int r;
+    if (b.rc != SQLITE_OK) {
+        r = bind_fail(op, b.rc);
+    } else {
+        int count = 0, rc = SQLITE_DONE;
+        r = ST_OK;
+        while (count < limit && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+            st_msg m;
+            if (row_msg(s, 1, &m, op) != ST_OK) {
+                st_msg_clear(&m);
+                r = ST_ERR;
+                break;
+            }
+            st->in_callback = true;
+            fn(ctx, sqlite3_column_int64(s, 0), &m);
+            st->in_callback = false;
+            st_msg_clear(&m);
+            count++;
+        }
+        if (r == ST_OK) r = count == limit || rc == SQLITE_DONE ? count : db_fail(st, op);
+    }
+    stmt_done(s);
+    return r;
+}
+
+/* ---- Groups, members and markers (schema 2) ------------------------------------------------ */
+
+/* Steps a statement expected to return one row, which stays readable until stmt_done. */
+static int step_one(store_t *st, sqlite3_stmt *s, const char *op)
+{
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) return ST_OK;
+    return rc == SQLITE_DONE ? ST_NOTFOUND : db_fail(st, op);
+}
+
+/* Steps an UPDATE or DELETE: ST_NOTFOUND when it changed no row. */
+static int step_change(store_t *st, sqlite3_stmt *s, const char *op)
+{
+    int r = write_result(st, sqlite3_step(s), op);
+    if (r == ST_OK && sqlite3_changes(st->db) == 0) r = ST_NOTFOUND;
+    return r;
+}
+
+/* Functions that call back read every row into a rows array and end the statement first, then
+ * call fn: so fn may use the store again (callers look users up and move markers from there). */
+typedef struct rows {
+    char *p;
+    size_t n, cap, size;
+} rows;
+
+static void *rows_add(rows *v, const char *op)
+{
+    if (v->n == v->cap) {
+        size_t cap = v->cap ? 2 * v->cap : 16;
+        char *p = realloc(v->p, cap * v->size);
+        if (!p) {
+            log_error("store: %s: out of memory for %zu rows", op, cap);
+            return NULL;
+        }
+        v->p = p;
+        v->cap = cap;
+    }
+    void *row = v->p + v->n++ * v->size;
+    memset(row, 0, v->size);
+    return row;
+}
+
+static void *rows_at(const rows *v, size_t i)
+{
+    return v->p + i * v->size;
+}
+
+static bool role_ok(const char *role, const char *op)
+{
+    if (strcmp(role, "owner") == 0 || strcmp(role, "admin") == 0 || strcmp(role, "member") == 0)
+        return true;
+    log_error("store: %s: the role \"%s\" is none of owner, admin and member", op, role);
+    return false;
+}
+
+int store_conv_get(store_t *st, const char *id, st_conv *out)
+{
+    static const char op[] = "conversation get";
+    if (!st || !id || !out) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_CONV_GET, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, id);
+    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_one(st, s, op);
+    if (r == ST_OK) row_conv(s, 0, out);
+    stmt_done(s);
+    return r;
+}
+
+int store_group_create(store_t *st, const st_conv *c)
+{
+    static const char op[] = "group create";
+    if (!st || !c) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_GROUP_INSERT, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_arr(&b, 1, c->id, sizeof c->id, NULL, false);
+    b_arr(&b, 2, c->name, sizeof c->name, NULL, false);
+    b_arr(&b, 3, c->avatar, sizeof c->avatar, NULL, false);
+    b_i64(&b, 4, c->e2e ? 1 : 0);
+    b_i64(&b, 5, c->created_at);
+    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
+    stmt_done(s);
+    return r;
+}
+
+int store_group_update(store_t *st, const st_conv *c)
+{
+    static const char op[] = "group update";
+    if (!st || !c) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_GROUP_UPDATE, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_arr(&b, 1, c->id, sizeof c->id, NULL, false);
+    b_arr(&b, 2, c->name, sizeof c->name, NULL, false);
+    b_arr(&b, 3, c->avatar, sizeof c->avatar, NULL, false);
+    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_change(st, s, op);
+    stmt_done(s);
+    return r;
+}
+
+int store_member_get(store_t *st, const char *conv, const char *user, st_member *out)
+{
+    static const char op[] = "member get";
+    if (!st || !conv || !user || !out) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_MEMBER_GET, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, conv);
+    b_text(&b, 2, user);
+    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_one(st, s, op);
+    if (r == ST_OK) row_member(s, 0, out);
+    stmt_done(s);
+    return r;
+}
+
+int store_member_add(store_t *st, const char *conv, const char *user, const char *role, int64_t now,
+                     int64_t joined_seq)
+{
+    static const char op[] = "member add";
+    if (!st || !conv || !user || !role) return bad_args(op);
+    if (!role_ok(role, op)) return ST_ERR;
+    sqlite3_stmt *s = stmt_get(st, S_MEMBER_ADD, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, conv);
+    b_text(&b, 2, user);
+    b_text(&b, 3, role);
+    b_i64(&b, 4, now);
+    b_i64(&b, 5, joined_seq);
+    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
+    stmt_done(s);
+    return r;
+}
+
+int store_member_remove(store_t *st, const char *conv, const char *user)
+{
+    static const char op[] = "member remove";
+    if (!st || !conv || !user) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_MEMBER_REMOVE, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, conv);
+    b_text(&b, 2, user);
+    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_change(st, s, op);
+    stmt_done(s);
+    return r;
+}
+
+int store_member_set_role(store_t *st, const char *conv, const char *user, const char *role)
+{
+    static const char op[] = "member set role";
+    if (!st || !conv || !user || !role) return bad_args(op);
+    if (!role_ok(role, op)) return ST_ERR;
+    sqlite3_stmt *s = stmt_get(st, S_MEMBER_SET_ROLE, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, conv);
+    b_text(&b, 2, user);
+    b_text(&b, 3, role);
+    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_change(st, s, op);
+    stmt_done(s);
+    return r;
+}
+
+int store_member_list(store_t *st, const char *conv, st_member *out, int max)
+{
+    static const char op[] = "member list";
+    if (!st || !conv || (!out && max > 0)) return bad_args(op);
+    if (max <= 0) return 0;
+    sqlite3_stmt *s = stmt_get(st, S_MEMBER_LIST, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, conv);
+    b_i64(&b, 2, max);
+    int r;
+    if (b.rc != SQLITE_OK) {
+        r = bind_fail(op, b.rc);
+    } else {
+        int count = 0, rc = SQLITE_DONE;
+        while (count < max && (rc = sqlite3_step(s)) == SQLITE_ROW) row_member(s, 0, &out[count++]);
+        r = count == max || rc == SQLITE_DONE ? count : db_fail(st, op);
+    }
+    stmt_done(s);
+    return r;
+}
+
+int store_member_count(store_t *st, const char *conv, int *n)
+{
+    static const char op[] = "member count";
+    if (!st || !conv || !n) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_MEMBER_COUNT, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, conv);
+    int r;
+    if (b.rc != SQLITE_OK) {
+        r = bind_fail(op, b.rc);
+    } else if (sqlite3_step(s) == SQLITE_ROW) {
+        *n = sqlite3_column_int(s, 0);
+        r = ST_OK;
+    } else {
+        r = db_fail(st, op);
+    }
+    stmt_done(s);
+    return r;
+}
+
+int store_member_settings(store_t *st, const char *conv, const char *user, int64_t muted_until,
+                          const char *notify)
+{
+    static const char op[] = "member settings";
+    if (!st || !conv || !user || !notify) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_MEMBER_SETTINGS, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, conv);
+    b_text(&b, 2, user);
+    b_i64(&b, 3, muted_until);
+    b_text(&b, 4, notify);
+    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_change(st, s, op);
+    stmt_done(s);
+    return r;
+}
+
+/* Moves a marker forward. Not moving (the marker is there already, or user is not a member) is
+ * ST_OK with *moved false. */
+static int marker_move(store_t *st, enum stmt_id id, const char *conv, const char *user,
+                       int64_t seq, bool *moved, const char *op)
+{
+    if (!st || !conv || !user || !moved) return bad_args(op);
+    *moved = false;
+    sqlite3_stmt *s = stmt_get(st, id, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, conv);
+    b_text(&b, 2, user);
+    b_i64(&b, 3, seq);
+    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
+    if (r == ST_OK) *moved = sqlite3_changes(st->db) > 0;
+    stmt_done(s);
+    return r;
+}
+
+int store_marker_delivered(store_t *st, const char *conv, const char *user, int64_t seq,
+                           bool *moved)
+{
+    return marker_move(st, S_MARK_DELIVERED, conv, user, seq, moved, "delivered marker");
+}
+
+int store_marker_read(store_t *st, const char *conv, const char *user, int64_t seq, bool *moved)
+{
+    return marker_move(st, S_MARK_READ, conv, user, seq, moved, "read marker");
+}
+
+typedef struct conv_seq {
+    char conv[ID_MAX];
+    int64_t seq;
+} conv_seq;
+
+int store_inbox_span(store_t *st, const char *user, int64_t after, int64_t upto, st_conv_seq_fn fn,
+                     void *ctx)
+{
+    static const char op[] = "inbox span";
+    if (!st || !user || !fn) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_INBOX_SPAN, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, user);
+    b_i64(&b, 2, after);
+    b_i64(&b, 3, upto);
+    rows v = {.size = sizeof(conv_seq)};
+    int r = ST_OK;
+    if (b.rc != SQLITE_OK) {
+        r = bind_fail(op, b.rc);
+    } else {
+        int rc;
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            conv_seq *cs = rows_add(&v, op);
+            if (!cs) break;
+            col_copy(cs->conv, sizeof cs->conv, s, 0);
+            cs->seq = sqlite3_column_int64(s, 1);
+        }
+        if (rc != SQLITE_DONE) r = rc == SQLITE_ROW ? ST_ERR : db_fail(st, op);
+    }
+    stmt_done(s);
+    for (size_t i = 0; r == ST_OK && i < v.n; i++) {
+        const conv_seq *cs = rows_at(&v, i);
+        fn(ctx, cs->conv, cs->seq);
+    }
+    free(v.p);
+    return r;
+}
+
+int store_msg_get(store_t *st, const char *conv, int64_t seq, st_msg *out)
+{
+    static const char op[] = "message get";
+    if (!st || !conv || !out) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_MSG_GET, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, conv);
+    b_i64(&b, 2, seq);
+    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_one(st, s, op);
+    if (r == ST_OK && row_msg(s, 0, out, op) != ST_OK) {
+        st_msg_clear(out);
+        r = ST_ERR;
+    }
+    stmt_done(s);
+    return r;
+}
+
+int store_msg_update(store_t *st, const char *conv, int64_t seq, const char *kind, const char *body,
+                     int64_t edited_at)
+{
+    static const char op[] = "message update";
+    if (!st || !conv || !kind || !body) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_MSG_UPDATE, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, conv);
+    b_i64(&b, 2, seq);
+    b_text(&b, 3, kind);
+    b_text(&b, 4, body);
+    b_i64(&b, 5, edited_at);
+    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_change(st, s, op);
+    stmt_done(s);
+    return r;
+}
+
+int store_msg_history(store_t *st, const char *conv, int64_t before_seq, int64_t min_seq, int limit,
+                      st_msg_fn fn, void *ctx)
+{
+    static const char op[] = "message history";
+    if (!st || !conv || !fn) return bad_args(op);
+    if (limit <= 0) return 0;
+    sqlite3_stmt *s = stmt_get(st, S_MSG_HISTORY, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, conv);
+    b_i64(&b, 2, before_seq);
+    b_i64(&b, 3, min_seq);
+    b_i64(&b, 4, limit);
+    rows v = {.size = sizeof(st_msg)};
+    int r = ST_OK;
+    if (b.rc != SQLITE_OK) {
+        r = bind_fail(op, b.rc);
+    } else {
+        int rc;
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            st_msg *m = rows_add(&v, op);
+            if (!m || row_msg(s, 0, m, op) != ST_OK) break;
+        }
+        if (rc != SQLITE_DONE) r = rc == SQLITE_ROW ? ST_ERR : db_fail(st, op);
+    }
+    stmt_done(s);
+    for (size_t i = 0; r == ST_OK && i < v.n; i++) fn(ctx, rows_at(&v, i));
+    for (size_t i = 0; i < v.n; i++) st_msg_clear(rows_at(&v, i));
+    free(v.p);
+    return r == ST_OK ? (int)v.n : r;
+}
+
+int store_conv_list(store_t *st, const char *user, st_conv_row_fn fn, void *ctx)
+{
+    static const char op[] = "conversation list";
+    if (!st || !user || !fn) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_CONV_LIST, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, user);
+    rows v = {.size = sizeof(st_conv_row)};
+    int r = ST_OK;
+    if (b.rc != SQLITE_OK) {
+        r = bind_fail(op, b.rc);
+    } else {
+        int rc;
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            st_conv_row *row = rows_add(&v, op);
+            if (!row) break;
+            row_conv(s, 0, &row->conv);
+            row_member(s, 7, &row->me);
+            col_copy(row->peer, sizeof row->peer, s, 15); /* NULL (groups, alone) reads as "" */
+            row->unread = sqlite3_column_int64(s, 16);
+            if (sqlite3_column_type(s, 18) != SQLITE_NULL &&
+                row_msg(s, 17, &row->last, op) != ST_OK)
+                break;
+        }
+        if (rc != SQLITE_DONE) r = rc == SQLITE_ROW ? ST_ERR : db_fail(st, op);
+    }
+    stmt_done(s);
+    for (size_t i = 0; r == ST_OK && i < v.n; i++) fn(ctx, rows_at(&v, i));
+    for (size_t i = 0; i < v.n; i++) st_msg_clear(&((st_conv_row *)rows_at(&v, i))->last);
+    free(v.p);
+    return r;
+}
+
+/* ---- Contacts and blocks ------------------------------------------------------------------- */
+
+int store_contact_get(store_t *st, const char *user, const char *other, char state[12])
+{
+    static const char op[] = "contact get";
+    if (!st || !user || !other || !state) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_CONTACT_GET, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, user);
+    b_text(&b, 2, other);
+    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_one(st, s, op);
+    if (r == ST_OK) col_copy(state, 12, s, 0);
+    stmt_done(s);
+    return r;
+}
+
+int store_contact_set(store_t *st, const char *user, const char *other, const char *state,
+                      int64_t now)
+{
+    static const char op[] = "contact set";
+    if (!st || !user || !other || !state) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_CONTACT_SET, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, user);
+    b_text(&b, 2, other);
+    b_text(&b, 3, state);
+    b_i64(&b, 4, now);
+    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
+    stmt_done(s);
+    return r;
+}
+
+int store_contact_delete(store_t *st, const char *user, const char *other)
+{
+    static const char op[] = "contact delete";
+    if (!st || !user || !other) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_CONTACT_DELETE, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, user);
+    b_text(&b, 2, other);
+    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_change(st, s, op);
+    stmt_done(s);
+    return r;
+}
+
+typedef struct contact_row {
+    char other[ID_MAX];
+    char state[12];
+    int64_t since;
+} contact_row;
+
+int store_contact_list(store_t *st, const char *user, st_contact_fn fn, void *ctx)
+{
+    static const char op[] = "contact list";
+    if (!st || !user || !fn) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_CONTACT_LIST, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, user);
+    rows v = {.size = sizeof(contact_row)};
+    int r = ST_OK;
+    if (b.rc != SQLITE_OK) {
+        r = bind_fail(op, b.rc);
+    } else {
+        int rc;
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            contact_row *c = rows_add(&v, op);
+            if (!c) break;
+            col_copy(c->other, sizeof c->other, s, 0);
+            col_copy(c->state, sizeof c->state, s, 1);
+            c->since = sqlite3_column_int64(s, 2);
+        }
+        if (rc != SQLITE_DONE) r = rc == SQLITE_ROW ? ST_ERR : db_fail(st, op);
+    }
+    stmt_done(s);
+    for (size_t i = 0; r == ST_OK && i < v.n; i++) {
+        const contact_row *c = rows_at(&v, i);
+        fn(ctx, c->other, c->state, c->since);
+    }
+    free(v.p);
+    return r;
+}
+
+int store_block_set(store_t *st, const char *user, const char *other, int64_t now)
+{
+    static const char op[] = "block set";
+    if (!st || !user || !other) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_BLOCK_SET, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, user);
+    b_text(&b, 2, other);
+    b_i64(&b, 3, now);
+    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
+    stmt_done(s);
+    return r;
+}
+
+int store_block_delete(store_t *st, const char *user, const char *other)
+{
+    static const char op[] = "block delete";
+    if (!st || !user || !other) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_BLOCK_DELETE, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, user);
+    b_text(&b, 2, other);
+    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_change(st, s, op);
+    stmt_done(s);
+    return r;
+}
+
+int store_block_check(store_t *st, const char *a, const char *b_user, bool *a_blocks_b,
+                      bool *b_blocks_a)
+{
+    static const char op[] = "block check";
+    if (!st || !a || !b_user || !a_blocks_b || !b_blocks_a) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_BLOCK_CHECK, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, a);
+    b_text(&b, 2, b_user);
+    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_one(st, s, op);
+    if (r == ST_OK) {
+        *a_blocks_b = sqlite3_column_int(s, 0) != 0;
+        *b_blocks_a = sqlite3_column_int(s, 1) != 0;
+    } else if (r == ST_NOTFOUND) { /* the statement always returns a row */
+        r = db_fail(st, op);
+    }
+    stmt_done(s);
+    return r;
+}
+
+/* Runs a statement of one user parameter whose rows are user ids, then calls fn with each. */
+static int user_ids(store_t *st, enum stmt_id id, const char *user, st_user_fn fn, void *ctx,
+                    const char *op)
+{
+    if (!st || !user || !fn) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, id, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, user);
+    rows v = {.size = ID_MAX};
+    int r = ST_OK;
+    if (b.rc != SQLITE_OK) {
+        r = bind_fail(op, b.rc);
+    } else {
+        int rc;
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            char *u = rows_add(&v, op);
+            if (!u) break;
+            col_copy(u, ID_MAX, s, 0);
+        }
+        if (rc != SQLITE_DONE) r = rc == SQLITE_ROW ? ST_ERR : db_fail(st, op);
+    }
+    stmt_done(s);
+    for (size_t i = 0; r == ST_OK && i < v.n; i++) fn(ctx, rows_at(&v, i));
+    free(v.p);
+    return r;
+}
+
+int store_block_list(store_t *st, const char *user, st_user_fn fn, void *ctx)
+{
+    return user_ids(st, S_BLOCK_LIST, user, fn, ctx, "block list");
+}
+
+int store_presence_audience(store_t *st, const char *user, st_user_fn fn, void *ctx)
+{
+    return user_ids(st, S_PRESENCE_AUDIENCE, user, fn, ctx, "presence audience");
+}
+
+int store_user_seen(store_t *st, const char *user, int64_t ts)
+{
+    static const char op[] = "user seen";
+    if (!st || !user) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_USER_SEEN, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, user);
+    b_i64(&b, 2, ts);
+    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_change(st, s, op);
+    stmt_done(s);
+    return r;
+}
