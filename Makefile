@@ -51,6 +51,13 @@ $(BUILD)/parleyd: $(BUILD)/obj/src/server/main.o $(SERVER_OBJ) $(COMMON_OBJ)
 $(BUILD)/parley-wscat: $(BUILD)/obj/src/tools/wscat.o $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
+# End-to-end crypto (src/client/e2e) is tested on its own, without the server.
+E2E_SRC := $(wildcard src/client/e2e/*.c)
+E2E_OBJ := $(E2E_SRC:%.c=$(BUILD)/obj/%.o)
+$(BUILD)/tests/unit/test_e2e%: tests/unit/test_e2e%.c $(E2E_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(E2E_OBJ) $(COMMON_OBJ) $(LDFLAGS) $(LDLIBS) -lcmocka -o $@
+
 $(BUILD)/tests/unit/%: tests/unit/%.c $(SERVER_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< $(SERVER_OBJ) $(COMMON_OBJ) $(LDFLAGS) $(LDLIBS) -lcmocka -o $@
@@ -82,3 +89,40 @@ clean:
 	rm -rf build
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# ---------------------------------------------------------------- client: libparley and parley
+# libparley (src/client, public header src/client/parley.h) is a static library of its own
+# objects plus the common ones; parley (src/tui) links it with libcurl and ncursesw. Client
+# tests (tests/client/test_*.c) start real parleyd processes through tests/lib and link
+# libparley; scripts/run-tests.sh runs them with the other suites.
+CLIENT_PKGS  := libcurl ncursesw
+CLIENT_LIBS  := $(shell pkg-config --libs $(CLIENT_PKGS) 2>/dev/null)
+CLIENT_SRC   := $(wildcard src/client/*.c src/client/e2e/*.c)
+TUI_SRC      := $(wildcard src/tui/*.c)
+CLIENT_OBJ   := $(CLIENT_SRC:%.c=$(BUILD)/obj/%.o)
+TUI_OBJ      := $(TUI_SRC:%.c=$(BUILD)/obj/%.o)
+CTEST_SRC    := $(wildcard tests/client/test_*.c)
+CTEST_BIN    := $(CTEST_SRC:tests/%.c=$(BUILD)/tests/%)
+
+$(TUI_OBJ): CFLAGS += $(shell pkg-config --cflags ncursesw 2>/dev/null)
+
+$(BUILD)/libparley.a: $(CLIENT_OBJ) $(COMMON_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/parley: $(TUI_OBJ) $(BUILD)/libparley.a
+	$(CC) $(LDFLAGS) $(TUI_OBJ) $(BUILD)/libparley.a $(CLIENT_LIBS) $(LDLIBS) -o $@
+
+$(BUILD)/tests/client/%: tests/client/%.c $(TLIB_OBJ) $(BUILD)/libparley.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests $< $(TLIB_OBJ) $(BUILD)/libparley.a $(LDFLAGS) $(CLIENT_LIBS) \
+		$(LDLIBS) -lcmocka -o $@
+
+# The public header stands alone: strict C17, no project include paths.
+$(BUILD)/obj/parley-h-check.o: src/client/parley.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c17 -pedantic -Wall -Wextra -Werror -x c -c $< -o $@
+
+all: $(BUILD)/libparley.a $(BUILD)/parley $(BUILD)/obj/parley-h-check.o
+tests-build: $(BUILD)/libparley.a $(BUILD)/parley $(BUILD)/obj/parley-h-check.o $(CTEST_BIN)
+.SECONDARY: $(TLIB_OBJ) $(CLIENT_OBJ) $(TUI_OBJ) $(COMMON_OBJ)

@@ -17,6 +17,12 @@ struct ws {
     uint64_t msg_bytes; /* payload bytes of the message being received */
     const uint8_t *in;  /* input being fed */
     size_t in_len, in_off;
+    bool server;
+    /* scan(): our own view of the frame boundaries in the input */
+    uint8_t hdr[14];
+    size_t hlen;
+    uint64_t skip;
+    uint64_t scan_bytes;
     bool stop_reading;
     bool closing;
     buf_t out;
@@ -110,8 +116,10 @@ ws_t *ws_new(bool server, size_t max_msg, const ws_handler *h, void *ud)
     }
     ws->h = *h;
     ws->ud = ud;
+    ws->server = server;
     ws->max_msg = max_msg;
-    /* A backstop: our own check in frame_start_cb answers first, with 4009. */
+    /* A backstop only: scan() sees every frame header before wslay does and answers a message
+     * over max_msg with 4009 (wslay would answer 1009, after allocating the declared length). */
     wslay_event_config_set_max_recv_msg_length(ws->ctx, max_msg + 1);
     buf_init(&ws->out);
     return ws;
@@ -132,8 +140,74 @@ static void flush(ws_t *ws)
         ws->closing = true;
 }
 
+/* Writes a close frame straight into the output, bypassing wslay's queue (after a protocol error
+ * wslay's own state can no longer be trusted to send one). Masked when we are a client. */
+static void raw_close(ws_t *ws, uint16_t code, const char *reason)
+{
+    size_t rl = strlen(reason);
+    uint8_t f[4 + 4 + 125];
+    size_t n = 0;
+    f[n++] = 0x88;
+    f[n++] = (uint8_t)((ws->server ? 0 : 0x80) | (2 + rl));
+    uint8_t payload[127];
+    payload[0] = (uint8_t)(code >> 8);
+    payload[1] = (uint8_t)code;
+    memcpy(payload + 2, reason, rl);
+    if (!ws->server) {
+        uint8_t mask[4];
+        randombytes_buf(mask, sizeof mask);
+        memcpy(f + n, mask, 4);
+        n += 4;
+        for (size_t i = 0; i < 2 + rl; i++) payload[i] ^= mask[i % 4];
+    }
+    memcpy(f + n, payload, 2 + rl);
+    n += 2 + rl;
+    buf_append(&ws->out, f, n);
+}
+
+/* Walks the frame headers in data (carrying partial headers and payloads across calls) and
+ * adds up the payload of the message being received. False when a message would exceed
+ * max_msg: the caller answers 4009 before wslay sees the frame. */
+static bool scan(ws_t *ws, const uint8_t *data, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        if (ws->skip > 0) {
+            uint64_t k = n - i < ws->skip ? n - i : ws->skip;
+            ws->skip -= k;
+            i += (size_t)k;
+            continue;
+        }
+        ws->hdr[ws->hlen++] = data[i++];
+        if (ws->hlen < 2) continue;
+        uint8_t len7 = ws->hdr[1] & 0x7f;
+        size_t need = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + ((ws->hdr[1] & 0x80) ? 4 : 0);
+        if (ws->hlen < need) continue;
+        uint64_t len = len7;
+        if (len7 == 126) len = (uint64_t)ws->hdr[2] << 8 | ws->hdr[3];
+        if (len7 == 127) {
+            len = 0;
+            for (int k = 0; k < 8; k++) len = len << 8 | ws->hdr[2 + k];
+        }
+        uint8_t opcode = ws->hdr[0] & 0x0f;
+        if (!(opcode & 0x8)) { /* data frames: continuation adds to the message */
+            if (opcode != 0) ws->scan_bytes = 0;
+            if (len > ws->max_msg || ws->scan_bytes + len > ws->max_msg) return false;
+            ws->scan_bytes += len;
+        }
+        ws->skip = len;
+        ws->hlen = 0;
+    }
+    return true;
+}
+
 long ws_feed(ws_t *ws, const uint8_t *data, size_t n)
 {
+    if (!ws->stop_reading && !scan(ws, data, n)) {
+        ws->stop_reading = true;
+        ws_close(ws, WS_CLOSE_TOO_BIG, "message too big");
+        return (long)n;
+    }
     ws->in = data;
     ws->in_len = n;
     ws->in_off = 0;
@@ -143,10 +217,12 @@ long ws_feed(ws_t *ws, const uint8_t *data, size_t n)
     ws->in = NULL;
     ws->in_len = ws->in_off = 0;
     if (rv != 0) {
-        /* wslay queued a 1002 close for protocol errors; send it, then stop. */
+        /* A protocol error: wslay stops reading and may queue a close without a status code.
+         * We answer with our own 1002 frame and make nothing more of this endpoint. */
         ws->stop_reading = true;
-        if (!wslay_event_get_close_sent(ws->ctx)) ws_close(ws, WS_CLOSE_PROTOCOL, "protocol error");
-        flush(ws);
+        if (!wslay_event_get_close_sent(ws->ctx))
+            raw_close(ws, WS_CLOSE_PROTOCOL, "protocol error");
+        ws->closing = true;
         return -1;
     }
     if (!wslay_event_want_read(ws->ctx)) ws->stop_reading = true;

@@ -133,11 +133,40 @@ void http_in_free(http_in *h)
     buf_free(&h->body);
 }
 
+/* http-parser, as Debian builds it, is lenient about the version token ("HTTX/1.1" passes), so
+ * the end of the request line is checked here: it must be " HTTP/1.0" or " HTTP/1.1". */
+static bool check_line(http_in *h, const char *data, size_t n)
+{
+    for (size_t i = 0; i < n && !h->line_ok; i++) {
+        char c = data[i];
+        if (c == '\n') {
+            size_t k = h->line_len < sizeof h->line_end ? h->line_len : sizeof h->line_end;
+            char tail[sizeof h->line_end + 1];
+            memcpy(tail, h->line_end + sizeof h->line_end - k, k);
+            tail[k] = 0;
+            if (k && tail[k - 1] == '\r') tail[--k] = 0;
+            if (h->line_len == 0 || (h->line_len == 1 && k == 0)) continue; /* leading CRLF */
+            if (k < 9 || (strcmp(tail + k - 9, " HTTP/1.1") && strcmp(tail + k - 9, " HTTP/1.0")))
+                return false;
+            h->line_ok = true;
+            return true;
+        }
+        memmove(h->line_end, h->line_end + 1, sizeof h->line_end - 1);
+        h->line_end[sizeof h->line_end - 1] = c;
+        h->line_len++;
+    }
+    return true;
+}
+
 enum http_in_state http_in_feed(http_in *h, const char *data, size_t n, size_t *used)
 {
     *used = 0;
     if (h->err_status) return HTTP_IN_ERROR;
     if (h->done) return HTTP_IN_DONE;
+    if (!h->line_ok && !check_line(h, data, n)) {
+        fail(h, 400, "bad_request", "The HTTP request is malformed.");
+        return HTTP_IN_ERROR;
+    }
     if (n == 0) return HTTP_IN_MORE; /* http_parser_execute() would take 0 bytes as EOF */
     size_t k = http_parser_execute(&h->p, &settings, data, n);
     *used = k;
@@ -168,6 +197,8 @@ void http_in_next(http_in *h)
     h->nhdr = 0;
     h->in_value = false;
     h->done = false;
+    h->line_ok = false;
+    h->line_len = 0;
     http_parser_pause(&h->p, 0);
 }
 

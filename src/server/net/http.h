@@ -28,6 +28,9 @@ typedef struct http_in {
     size_t hname[HTTP_MAX_HEADERS], hval[HTTP_MAX_HEADERS];
     bool in_value;
     bool done;
+    bool line_ok;    /* the request line ended with a valid HTTP/1.x version */
+    size_t line_len; /* bytes of the request line seen so far */
+    char line_end[12];
     /* set on error */
     int err_status;
     const char *err_code, *err_msg;
