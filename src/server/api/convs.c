@@ -128,10 +128,8 @@ void h_conv_receipts(api_req *r, store_t *st)
     st_member me;
     if (!member(r, st, &me)) return;
     int n = 0;
-    if (store_member_count(st, r->param, &n) != ST_OK) return;
-    st_member *ms = calloc((size_t)n + 1, sizeof *ms);
-    if (!ms) abort();
-    n = store_member_list(st, r->param, ms, n);
+    st_member *ms = store_member_all(st, r->param, &n);
+    if (!ms) return;
     json_t *arr = json_array();
     for (int i = 0; i < n; i++)
         json_array_append_new(arr, json_pack("{s:s, s:I, s:I}", "user", ms[i].user, "delivered",

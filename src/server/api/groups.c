@@ -23,10 +23,8 @@ static int rank(const char *role)
 static json_t *group_json(store_t *st, const st_conv *c)
 {
     int n = 0;
-    if (store_member_count(st, c->id, &n) != ST_OK) return NULL;
-    st_member *ms = calloc((size_t)n + 1, sizeof *ms);
-    if (!ms) abort();
-    n = store_member_list(st, c->id, ms, n);
+    st_member *ms = store_member_all(st, c->id, &n);
+    if (!ms) return NULL;
     json_t *arr = json_array();
     for (int i = 0; i < n; i++)
         json_array_append_new(arr, json_pack("{s:s, s:s, s:I}", "user", ms[i].user, "role",
@@ -222,10 +220,8 @@ void h_group_member_patch(api_req *r, store_t *st)
 static int hand_over(api_req *r, store_t *st, const char *conv)
 {
     int n = 0;
-    if (store_member_count(st, conv, &n) != ST_OK) return ST_ERR;
-    st_member *ms = calloc((size_t)n + 1, sizeof *ms);
-    if (!ms) abort();
-    n = store_member_list(st, conv, ms, n);
+    st_member *ms = store_member_all(st, conv, &n);
+    if (!ms) return ST_ERR;
     const st_member *heir = NULL;
     for (int i = 0; i < n; i++) {
         if (strcmp(ms[i].user, r->user) == 0) continue;

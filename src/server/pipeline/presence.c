@@ -85,19 +85,14 @@ static void load_work(uv_work_t *w)
     load_job *j = w->data;
     store_t *st = store_pool_get(j->s->pool);
     int n = 0;
-    if (st && store_member_count(st, j->conv, &n) == ST_OK) {
+    st_member *ms = st ? store_member_all(st, j->conv, &n) : NULL;
+    j->n = ms ? n : -1;
+    if (ms) {
+        /* a list of ids is all the cache keeps */
         j->users = calloc((size_t)n + 1, sizeof *j->users);
         if (!j->users) abort();
-        st_member m;
-        /* a list of ids is all the cache keeps */
-        st_member *ms = calloc((size_t)n + 1, sizeof *ms);
-        if (!ms) abort();
-        j->n = store_member_list(st, j->conv, ms, n);
-        for (int i = 0; i < j->n; i++) memcpy(j->users[i], ms[i].user, ID_MAX);
+        for (int i = 0; i < n; i++) memcpy(j->users[i], ms[i].user, ID_MAX);
         free(ms);
-        (void)m;
-    } else {
-        j->n = -1;
     }
     store_pool_put(j->s->pool, st);
 }

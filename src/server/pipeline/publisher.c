@@ -92,27 +92,11 @@ void pipeline_note(item *it, const char *user, const char *except_dev, char *fra
     it->nnotes++;
 }
 
-/* Members of conv in a heap array; *n gets the count. NULL on error. */
-static st_member *members_of(store_t *st, const char *conv, int *n)
-{
-    int count = 0;
-    if (store_member_count(st, conv, &count) != ST_OK) return NULL;
-    st_member *ms = calloc((size_t)count + 1, sizeof *ms);
-    if (!ms) abort();
-    int got = store_member_list(st, conv, ms, count);
-    if (got < 0) {
-        free(ms);
-        return NULL;
-    }
-    *n = got;
-    return ms;
-}
-
 int pipeline_note_members(store_t *st, item *it, const char *conv, const char *skip_user,
                           json_t *frame)
 {
     int n = 0;
-    st_member *ms = members_of(st, conv, &n);
+    st_member *ms = store_member_all(st, conv, &n);
     if (!ms) return ST_ERR;
     if (n > receipt_max) { /* large groups: receipts on request only (GET .../receipts) */
         free(ms);
@@ -147,7 +131,7 @@ int pipeline_write_msg(store_t *st, item *it, const char *conv, const char *kind
     int n = 0;
     st_member *ms = NULL;
     if (store_conv_next_seq(st, conv, &m->seq) != ST_OK || store_msg_insert(st, m) != ST_OK ||
-        !(ms = members_of(st, conv, &n)))
+        !(ms = store_member_all(st, conv, &n)))
         return fail(it, "internal", STORE_FAILED);
     for (int i = 0; i < n; i++) {
         int64_t pos;

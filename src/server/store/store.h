@@ -161,6 +161,9 @@ int store_member_set_role(store_t *st, const char *conv, const char *user, const
 /* By joined_at, then user; at most max; returns the count or ST_ERR. */
 int store_member_list(store_t *st, const char *conv, st_member *out, int max);
 int store_member_count(store_t *st, const char *conv, int *n);
+/* Every member of conv in a heap array (free() it); *n gets the count. NULL on error.
+ * (members.c, shared by the back ends.) */
+st_member *store_member_all(store_t *st, const char *conv, int *n);
 int store_member_settings(store_t *st, const char *conv, const char *user, int64_t muted_until,
                           const char *notify);
 /* Markers only move forward; *moved tells whether this call moved it. A user who is not a member
@@ -226,5 +229,76 @@ int store_block_list(store_t *st, const char *user, st_user_fn fn, void *ctx);
 int store_presence_audience(store_t *st, const char *user, st_user_fn fn, void *ctx);
 /* Sets the user's last seen time. ST_NOTFOUND when there is no such user. */
 int store_user_seen(store_t *st, const char *user, int64_t ts);
+
+/* ---- Keys: the end-to-end encryption directory (schema 3, E2E.md §4) ---- */
+/* The store keeps public keys only, as raw bytes; api/keys.c checks their layout and signatures.
+ * Bundles, OPKs and claim records belong to a device and go with it (store_device_delete). */
+
+#define ST_KEY_LEN   32  /* AIK (Ed25519), SPK and OPK (X25519) public keys */
+#define ST_SIG_LEN   64  /* Ed25519 signatures */
+#define ST_DCERT_MAX 235 /* 1 + (1 + 64) + (1 + 64) + 32 + 8 + 64 */
+
+typedef struct st_bundle {
+    char user[ID_MAX];
+    char device[ID_MAX];
+    uint8_t dcert[ST_DCERT_MAX];
+    size_t dcert_len;
+    int64_t dcert_created_at; /* the DCERT's created_at field */
+    uint32_t spk_id;
+    uint8_t spk_pub[ST_KEY_LEN];
+    uint8_t spk_sig[ST_SIG_LEN];
+    int64_t spk_uploaded_at; /* when this SPK (id and key) was first stored */
+    int64_t published_at;    /* when this DCERT was first stored */
+    int64_t opk_max_id;      /* highest OPK id ever stored for the device; -1 before the first */
+} st_bundle;
+
+typedef struct st_opk {
+    uint32_t id;
+    uint8_t pub[ST_KEY_LEN];
+} st_opk;
+
+/* The user's AIK. ST_NOTFOUND when the user has none. */
+int store_key_identity_get(store_t *st, const char *user, uint8_t aik[ST_KEY_LEN]);
+/* Stores the user's AIK. ST_CONFLICT when the user has one already (it is never replaced here),
+ * ST_NOTFOUND when there is no such user. */
+int store_key_identity_set(store_t *st, const char *user, const uint8_t aik[ST_KEY_LEN],
+                           int64_t now);
+/* Sets e2e on every direct conversation of user in which every member has an AIK and none is a
+ * bot (after user published one). */
+int store_key_mark_direct(store_t *st, const char *user);
+/* Is the direct conversation end-to-end encrypted? It is when its e2e flag is set, or when every
+ * member has an AIK and none is a bot; then the flag is set, for good. ST_NOTFOUND when conv is
+ * no direct conversation. */
+int store_key_direct_e2e(store_t *st, const char *conv, bool *yes);
+/* Inserts the device's bundle or replaces its DCERT and SPK (OPKs and opk_max_id stay).
+ * b->opk_max_id, spk_uploaded_at and published_at are ignored: the store keeps its own (now for
+ * a new SPK or DCERT). *dcert_changed tells whether the DCERT is new or differs from the stored
+ * one. ST_NOTFOUND when the device does not exist, or belongs to another user than b->user. */
+int store_key_bundle_put(store_t *st, const st_bundle *b, int64_t now, bool *dcert_changed);
+/* ST_NOTFOUND when the device has no bundle (or does not exist). */
+int store_key_bundle_get(store_t *st, const char *device, st_bundle *out);
+/* The bundles of the user's devices, oldest device first; at most max. Returns the count or
+ * ST_ERR. */
+int store_key_bundle_list(store_t *st, const char *user, st_bundle *out, int max);
+/* Adds OPKs to the device's stock (an id already stored is skipped) and raises opk_max_id to the
+ * highest id given. The caller checks the cap and the ids (see keys.c). */
+int store_key_opks_add(store_t *st, const char *device, const st_opk *opks, int n);
+int store_key_opk_count(store_t *st, const char *device, int *n);
+/* Deletes the device's OPK with the lowest id and returns it: call it inside the transaction
+ * whose commit precedes the answer, so an OPK is handed out once. ST_NOTFOUND when none is left. */
+int store_key_opk_take(store_t *st, const char *device, st_opk *out);
+/* OPKs handed out to claimer_dev for target_user's devices at times > since. */
+int store_key_claims_count(store_t *st, const char *claimer_dev, const char *target_user,
+                           int64_t since, int *n);
+int store_key_claim_add(store_t *st, const char *claimer_dev, const char *target_user,
+                        int64_t now);
+/* Forgets claim records at or before `before`. */
+int store_key_claims_prune(store_t *st, int64_t before);
+/* Every current member of conv with each of their devices that has a bundle: fn gets device ""
+ * for a member with none. Rows in no particular order. */
+typedef void (*st_key_dev_fn)(void *ctx, const char *user, const char *device);
+int store_key_conv_devices(store_t *st, const char *conv, st_key_dev_fn fn, void *ctx);
+/* Are a and b both members of some group? */
+int store_key_share_group(store_t *st, const char *a, const char *b, bool *yes);
 
 #endif

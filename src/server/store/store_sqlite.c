@@ -59,6 +59,13 @@
  *   column's place, and role predates the check). contacts and blocks hold one row per side of a
  *   pair, keyed by (user_id, other_id); their other_id indexes serve the cascades from users and
  *   "who blocked me". members_user serves store_conv_list and store_presence_audience.
+ * - Schema 3 (keys): key_identities holds each user's AIK; key_bundles one row per device that
+ *   published a bundle (its DCERT and current SPK; opk_max_id is the highest OPK id ever stored,
+ *   so a retried upload cannot bring back an OPK that was claimed meanwhile); key_opks the unused
+ *   one-time prekeys. Bundles, OPKs and claims reference devices with ON DELETE CASCADE, so
+ *   removing a device (or its user) drops its keys. key_claims records each OPK handed out, for
+ *   the hourly limit per (claiming device, target user); rows older than an hour are pruned.
+ *   target_user has no foreign key: its rows expire within the hour anyway.
  */
 static const char *const migrations[] = {
     /* 1: the whole schema. */
@@ -161,6 +168,43 @@ static const char *const migrations[] = {
     "  CHECK (user_id <> other_id)"
     ") WITHOUT ROWID;"
     "CREATE INDEX blocks_other ON blocks (other_id);",
+
+    /* 3: the key directory of end-to-end encryption (E2E.md §4). IF NOT EXISTS so a database
+     * taken back to an older version by hand can run the step again. */
+    "CREATE TABLE IF NOT EXISTS key_identities ("
+    "  user_id    TEXT NOT NULL PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,"
+    "  aik        BLOB NOT NULL CHECK (length(aik) = 32),"
+    "  created_at INTEGER NOT NULL"
+    ") WITHOUT ROWID;"
+
+    "CREATE TABLE IF NOT EXISTS key_bundles ("
+    "  device_id        TEXT NOT NULL PRIMARY KEY REFERENCES devices (id) ON DELETE CASCADE,"
+    "  user_id          TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+    "  dcert            BLOB NOT NULL,"
+    "  dcert_created_at INTEGER NOT NULL,"
+    "  spk_id           INTEGER NOT NULL,"
+    "  spk_pub          BLOB NOT NULL CHECK (length(spk_pub) = 32),"
+    "  spk_sig          BLOB NOT NULL CHECK (length(spk_sig) = 64),"
+    "  spk_uploaded_at  INTEGER NOT NULL,"
+    "  published_at     INTEGER NOT NULL,"
+    "  opk_max_id       INTEGER NOT NULL DEFAULT -1"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS key_bundles_user ON key_bundles (user_id);"
+
+    "CREATE TABLE IF NOT EXISTS key_opks ("
+    "  device_id TEXT NOT NULL REFERENCES devices (id) ON DELETE CASCADE,"
+    "  id        INTEGER NOT NULL,"
+    "  pub       BLOB NOT NULL CHECK (length(pub) = 32),"
+    "  PRIMARY KEY (device_id, id)"
+    ") WITHOUT ROWID;"
+
+    "CREATE TABLE IF NOT EXISTS key_claims ("
+    "  claimer_dev TEXT NOT NULL REFERENCES devices (id) ON DELETE CASCADE,"
+    "  target_user TEXT NOT NULL,"
+    "  at          INTEGER NOT NULL"
+    ");"
+    "CREATE INDEX IF NOT EXISTS key_claims_pair ON key_claims (claimer_dev, target_user, at);"
+    "CREATE INDEX IF NOT EXISTS key_claims_at ON key_claims (at);",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -176,6 +220,12 @@ static const char *const migrations[] = {
 #define CONV_COLS    "id, kind, name, avatar, e2e, last_seq, created_at"
 #define MEMBER_COLS                                                                                \
     "user_id, role, joined_at, joined_seq, delivered_seq, read_seq, muted_until, notify"
+#define BUNDLE_COLS                                                                                \
+    "user_id, device_id, dcert, dcert_created_at, spk_id, spk_pub, spk_sig, spk_uploaded_at,"     \
+    " published_at, opk_max_id"
+#define BUNDLE_COLS_B                                                                              \
+    "b.user_id, b.device_id, b.dcert, b.dcert_created_at, b.spk_id, b.spk_pub, b.spk_sig,"        \
+    " b.spk_uploaded_at, b.published_at, b.opk_max_id"
 
 enum stmt_id {
     S_BEGIN,
@@ -233,6 +283,23 @@ enum stmt_id {
     S_BLOCK_LIST,
     S_PRESENCE_AUDIENCE,
     S_USER_SEEN,
+    S_KEY_IDENTITY_GET,
+    S_KEY_IDENTITY_INSERT,
+    S_KEY_MARK_DIRECT,
+    S_KEY_DIRECT_E2E,
+    S_KEY_CONV_SET_E2E,
+    S_KEY_BUNDLE_GET,
+    S_KEY_BUNDLE_PUT,
+    S_KEY_BUNDLE_LIST,
+    S_KEY_OPK_INSERT,
+    S_KEY_OPK_MAX,
+    S_KEY_OPK_COUNT,
+    S_KEY_OPK_TAKE,
+    S_KEY_CLAIM_COUNT,
+    S_KEY_CLAIM_INSERT,
+    S_KEY_CLAIM_PRUNE,
+    S_KEY_CONV_DEVICES,
+    S_KEY_SHARE_GROUP,
     S_COUNT
 };
 
@@ -360,6 +427,60 @@ static const char *const stmt_sql[S_COUNT] = {
         " AND NOT EXISTS (SELECT 1 FROM blocks AS b WHERE b.user_id = a.id AND b.other_id = ?1)"
         " ORDER BY a.id",
     [S_USER_SEEN] = "UPDATE users SET last_seen_at = ?2 WHERE id = ?1",
+    /* ---- keys (schema 3) ---- */
+    [S_KEY_IDENTITY_GET] = "SELECT aik FROM key_identities WHERE user_id = ?1",
+    [S_KEY_IDENTITY_INSERT] =
+        "INSERT INTO key_identities (user_id, aik, created_at) VALUES (?1, ?2, ?3)",
+    /* The direct conversations of ?1 in which every member has an AIK and none is a bot. */
+    [S_KEY_MARK_DIRECT] =
+        "UPDATE convs SET e2e = 1 WHERE e2e = 0 AND kind = 'direct' AND id IN ("
+        " SELECT me.conv_id FROM members AS me WHERE me.user_id = ?1 AND NOT EXISTS ("
+        "  SELECT 1 FROM members AS p JOIN users AS u ON u.id = p.user_id"
+        "  LEFT JOIN key_identities AS k ON k.user_id = p.user_id"
+        "  WHERE p.conv_id = me.conv_id AND (k.user_id IS NULL OR u.kind = 'bot')))",
+    [S_KEY_DIRECT_E2E] =
+        "SELECT c.e2e, NOT EXISTS (SELECT 1 FROM members AS p JOIN users AS u ON u.id = p.user_id"
+        "  LEFT JOIN key_identities AS k ON k.user_id = p.user_id"
+        "  WHERE p.conv_id = c.id AND (k.user_id IS NULL OR u.kind = 'bot'))"
+        " FROM convs AS c WHERE c.id = ?1 AND c.kind = 'direct'",
+    [S_KEY_CONV_SET_E2E] = "UPDATE convs SET e2e = 1 WHERE id = ?1",
+    [S_KEY_BUNDLE_GET] = "SELECT " BUNDLE_COLS " FROM key_bundles WHERE device_id = ?1",
+    /* A new SPK (other id or key) gets a new spk_uploaded_at, a new DCERT a new published_at. */
+    [S_KEY_BUNDLE_PUT] =
+        "INSERT INTO key_bundles (device_id, user_id, dcert, dcert_created_at, spk_id, spk_pub,"
+        " spk_sig, spk_uploaded_at, published_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)"
+        " ON CONFLICT (device_id) DO UPDATE SET"
+        " published_at = CASE WHEN dcert = excluded.dcert THEN published_at"
+        "  ELSE excluded.published_at END,"
+        " spk_uploaded_at = CASE WHEN spk_id = excluded.spk_id AND spk_pub = excluded.spk_pub"
+        "  THEN spk_uploaded_at ELSE excluded.spk_uploaded_at END,"
+        " dcert = excluded.dcert, dcert_created_at = excluded.dcert_created_at,"
+        " spk_id = excluded.spk_id, spk_pub = excluded.spk_pub, spk_sig = excluded.spk_sig"
+        " WHERE user_id = excluded.user_id",
+    [S_KEY_BUNDLE_LIST] = "SELECT " BUNDLE_COLS_B " FROM key_bundles AS b"
+                          " JOIN devices AS d ON d.id = b.device_id WHERE b.user_id = ?1"
+                          " ORDER BY d.created_at, d.id LIMIT ?2",
+    [S_KEY_OPK_INSERT] = "INSERT INTO key_opks (device_id, id, pub) VALUES (?1, ?2, ?3)"
+                         " ON CONFLICT (device_id, id) DO NOTHING",
+    [S_KEY_OPK_MAX] =
+        "UPDATE key_bundles SET opk_max_id = max(opk_max_id, ?2) WHERE device_id = ?1",
+    [S_KEY_OPK_COUNT] = "SELECT count(*) FROM key_opks WHERE device_id = ?1",
+    [S_KEY_OPK_TAKE] =
+        "DELETE FROM key_opks WHERE device_id = ?1"
+        " AND id = (SELECT min(id) FROM key_opks WHERE device_id = ?1) RETURNING id, pub",
+    [S_KEY_CLAIM_COUNT] = "SELECT count(*) FROM key_claims WHERE claimer_dev = ?1"
+                          " AND target_user = ?2 AND at > ?3",
+    [S_KEY_CLAIM_INSERT] =
+        "INSERT INTO key_claims (claimer_dev, target_user, at) VALUES (?1, ?2, ?3)",
+    [S_KEY_CLAIM_PRUNE] = "DELETE FROM key_claims WHERE at <= ?1",
+    /* Every member, with each of their devices that has a bundle (NULL for none). */
+    [S_KEY_CONV_DEVICES] = "SELECT m.user_id, b.device_id FROM members AS m"
+                           " LEFT JOIN key_bundles AS b ON b.user_id = m.user_id"
+                           " WHERE m.conv_id = ?1",
+    [S_KEY_SHARE_GROUP] =
+        "SELECT EXISTS (SELECT 1 FROM members AS a JOIN members AS o ON o.conv_id = a.conv_id"
+        " JOIN convs AS c ON c.id = a.conv_id"
+        " WHERE a.user_id = ?1 AND o.user_id = ?2 AND c.kind = 'group')",
 };
 
 struct store {
