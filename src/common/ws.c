@@ -165,10 +165,14 @@ static void raw_close(ws_t *ws, uint16_t code, const char *reason)
     buf_append(&ws->out, f, n);
 }
 
+enum scan_result { SCAN_OK, SCAN_TOO_BIG, SCAN_PROTO };
+
 /* Walks the frame headers in data (carrying partial headers and payloads across calls) and
- * adds up the payload of the message being received. False when a message would exceed
- * max_msg: the caller answers 4009 before wslay sees the frame. */
-static bool scan(ws_t *ws, const uint8_t *data, size_t n)
+ * adds up the payload of the message being received, so that a message over max_msg is answered
+ * with 4009 before wslay sees (and allocates) it. Header errors that RFC 6455 makes protocol
+ * errors and wslay lets pass are caught here too: a 64-bit length with its top bit set and a
+ * close frame whose payload is one byte. */
+static enum scan_result scan(ws_t *ws, const uint8_t *data, size_t n)
 {
     size_t i = 0;
     while (i < n) {
@@ -186,27 +190,37 @@ static bool scan(ws_t *ws, const uint8_t *data, size_t n)
         uint64_t len = len7;
         if (len7 == 126) len = (uint64_t)ws->hdr[2] << 8 | ws->hdr[3];
         if (len7 == 127) {
+            if (ws->hdr[2] & 0x80) return SCAN_PROTO;
             len = 0;
             for (int k = 0; k < 8; k++) len = len << 8 | ws->hdr[2 + k];
         }
         uint8_t opcode = ws->hdr[0] & 0x0f;
+        if (opcode == 0x8 && len == 1) return SCAN_PROTO;
         if (!(opcode & 0x8)) { /* data frames: continuation adds to the message */
             if (opcode != 0) ws->scan_bytes = 0;
-            if (len > ws->max_msg || ws->scan_bytes + len > ws->max_msg) return false;
+            if (len > ws->max_msg || ws->scan_bytes + len > ws->max_msg) return SCAN_TOO_BIG;
             ws->scan_bytes += len;
         }
         ws->skip = len;
         ws->hlen = 0;
     }
-    return true;
+    return SCAN_OK;
 }
 
 long ws_feed(ws_t *ws, const uint8_t *data, size_t n)
 {
-    if (!ws->stop_reading && !scan(ws, data, n)) {
+    enum scan_result sr = ws->stop_reading ? SCAN_OK : scan(ws, data, n);
+    if (sr == SCAN_TOO_BIG) {
         ws->stop_reading = true;
         ws_close(ws, WS_CLOSE_TOO_BIG, "message too big");
         return (long)n;
+    }
+    if (sr == SCAN_PROTO) {
+        ws->stop_reading = true;
+        if (!wslay_event_get_close_sent(ws->ctx))
+            raw_close(ws, WS_CLOSE_PROTOCOL, "protocol error");
+        ws->closing = true;
+        return -1;
     }
     ws->in = data;
     ws->in_len = n;
