@@ -49,6 +49,8 @@ static const struct key keys[] = {
     INT(batch_max, 1, 100000, "most messages in one pipeline transaction (default 512)"),
     INT(receipt_max, 0, 100000, "largest group whose members get receipt frames (default 256)"),
     INT(group_max, 2, 100000, "most members of a group (default 10000)"),
+    INT(fsync, 0, 1,
+        "1: sync every commit to disk, surviving power loss (default 0: survives crashes)"),
 };
 
 void config_defaults(config_t *c)

@@ -29,6 +29,7 @@ typedef struct config {
     int64_t batch_max;       /* messages per pipeline transaction */
     int64_t receipt_max;     /* largest group whose members get receipt frames */
     int64_t group_max;       /* members per group */
+    int64_t fsync;           /* 1: every commit survives a power loss (slower) */
 } config_t;
 
 void config_defaults(config_t *c);

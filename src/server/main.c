@@ -81,6 +81,7 @@ int main(int argc, char **argv)
     http_parser_set_max_header_size((uint32_t)s->cfg.max_header + 1024);
     if (make_data_dir(s->cfg.data) != 0) return 1;
 
+    store_set_fsync(s->cfg.fsync != 0);
     store_t *first;
     if (store_open(&first, s->cfg.data, err, sizeof err) != ST_OK) {
         log_error("%s", err);

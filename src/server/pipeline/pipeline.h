@@ -32,6 +32,7 @@ typedef struct delivery {
 typedef struct note {
     char user[ID_MAX];
     char except_dev[ID_MAX]; /* "" for none */
+    char only_dev[ID_MAX];   /* "" for every device of user; else that device alone */
     char *frame;
 } note;
 
@@ -57,6 +58,7 @@ typedef struct item {
     struct api_req *req;
     /* results */
     const char *err_code, *err_msg; /* NULL when it worked */
+    char *err_extra; /* with err_code: JSON object text whose members join the error frame */
     st_msg *msgs;                   /* messages written (msgs[0] is what the ack names) */
     int nmsgs;
     delivery *deliv;
@@ -74,6 +76,8 @@ int pipeline_write_msg(store_t *st, item *it, const char *conv, const char *kind
                        int64_t reply_to);
 /* Queues a frame for every connected device of user (not stored). Takes ownership of frame. */
 void pipeline_note(item *it, const char *user, const char *except_dev, char *frame);
+/* The same for one device of user only. */
+void pipeline_note_dev(item *it, const char *user, const char *dev, char *frame);
 /* Queues a frame for every member of conv but skip_user, when the group has at most
  * receipt_max members. */
 int pipeline_note_members(store_t *st, item *it, const char *conv, const char *skip_user,
@@ -121,6 +125,12 @@ void outbound_drained(conn_t *c);
  * when not NULL) or started by the server itself to catch a paused socket up. */
 void outbound_sync(conn_t *c, bool client, const char *req_id, int64_t after, int limit);
 void send_error(conn_t *c, const char *req_id, const char *code, const char *msg);
+/* send_error plus the members of the JSON object text extra (device_list_stale's devices). */
+void send_error_extra(conn_t *c, const char *req_id, const char *code, const char *msg,
+                      const char *extra);
+/* What one device sees of an e2e body (E2E.md §7.1): {v, ctl, c?, g?}, c being the
+ * ciphertext of its own devs entry (absent when it has none). New reference. */
+json_t *e2e_body_view(json_t *body, const char *user, const char *dev);
 /* The msg frame of a stored message for inbox position pos (heap string). */
 char *msg_frame(int64_t pos, const st_msg *m);
 

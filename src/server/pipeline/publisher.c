@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "common/log.h"
 #include "server/api/api.h"
 #include "server/pipeline/pipeline.h"
@@ -49,6 +51,7 @@ static void clear_results(item *it)
 void item_free(item *it)
 {
     free(it->body);
+    free(it->err_extra);
     clear_results(it);
     free(it);
 }
@@ -88,8 +91,16 @@ void pipeline_note(item *it, const char *user, const char *except_dev, char *fra
     it->notes = n;
     snprintf(n[it->nnotes].user, ID_MAX, "%s", user);
     snprintf(n[it->nnotes].except_dev, ID_MAX, "%s", except_dev ? except_dev : "");
+    n[it->nnotes].only_dev[0] = 0;
     n[it->nnotes].frame = frame;
     it->nnotes++;
+}
+
+void pipeline_note_dev(item *it, const char *user, const char *dev, char *frame)
+{
+    if (!frame) return;
+    pipeline_note(it, user, NULL, frame);
+    snprintf(it->notes[it->nnotes - 1].only_dev, ID_MAX, "%s", dev);
 }
 
 int pipeline_note_members(store_t *st, item *it, const char *conv, const char *skip_user,
@@ -145,6 +156,147 @@ int pipeline_write_msg(store_t *st, item *it, const char *conv, const char *kind
     return ST_OK;
 }
 
+/* ---- e2e (E2E.md §4, §7.1) ---- */
+
+/* Is conv end-to-end encrypted? Groups by their flag; direct conversations once every member has
+ * an AIK (store_key_direct_e2e). */
+static int conv_e2e(store_t *st, const char *conv, bool *yes)
+{
+    st_conv c;
+    int rc = store_conv_get(st, conv, &c);
+    if (rc != ST_OK) return rc;
+    if (strcmp(c.kind, "direct") == 0) return store_key_direct_e2e(st, conv, yes);
+    *yes = c.e2e;
+    return ST_OK;
+}
+
+/* D(conv): every device with a bundle of every current member, minus the sending device, as
+ * lines "u:d\n"; by_user holds every member (also those without devices) for the 409 answer. */
+typedef struct dconv {
+    char **lines;
+    size_t n, cap;
+    json_t *by_user;
+    const char *self_dev;
+} dconv;
+
+static char *dev_line(const char *user, const char *dev)
+{
+    size_t n = strlen(user) + strlen(dev) + 3;
+    char *l = malloc(n);
+    if (!l) abort();
+    snprintf(l, n, "%s:%s\n", user, dev);
+    return l;
+}
+
+static void dconv_add(void *ctx, const char *user, const char *dev)
+{
+    dconv *d = ctx;
+    if (!json_object_get(d->by_user, user)) json_object_set_new(d->by_user, user, json_array());
+    if (!dev[0] || strcmp(dev, d->self_dev) == 0) return;
+    if (d->n == d->cap) {
+        d->cap = d->cap ? 2 * d->cap : 16;
+        d->lines = realloc(d->lines, d->cap * sizeof *d->lines);
+        if (!d->lines) abort();
+    }
+    d->lines[d->n++] = dev_line(user, dev);
+}
+
+static int cmp_line(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b); /* bytewise, as unsigned char */
+}
+
+static void free_lines(char **l, size_t n)
+{
+    for (size_t i = 0; i < n; i++) free(l[i]);
+    free(l);
+}
+
+/* The first 16 bytes of SHA-256 over the sorted lines of D(conv). */
+static void dl_digest(const dconv *d, uint8_t out[16])
+{
+    crypto_hash_sha256_state h;
+    uint8_t full[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256_init(&h);
+    for (size_t i = 0; i < d->n; i++)
+        crypto_hash_sha256_update(&h, (const uint8_t *)d->lines[i], strlen(d->lines[i]));
+    crypto_hash_sha256_final(&h, full);
+    memcpy(out, full, 16);
+}
+
+/* Checks the devs of an e2e body against D(conv) (E2E.md §7.1). Direct: the (u,d) pairs equal
+ * D(conv), no g or dl. Group: g required, every entry in D(conv), no duplicates, dl the digest of
+ * D(conv). ctl messages (RETRY) carry entries for some devices only: every entry in D(conv), no
+ * duplicates. A mismatch fails with device_list_stale and D(conv) grouped by user. */
+static int e2e_check(store_t *st, item *it, const char *conv, bool group)
+{
+    json_error_t e;
+    json_t *body = json_loads(it->body, 0, &e);
+    if (!json_is_object(body)) {
+        json_decref(body);
+        return fail(it, "internal", STORE_FAILED);
+    }
+    bool ctl = json_is_true(json_object_get(body, "ctl"));
+    json_t *devs = json_object_get(body, "devs");
+    const char *dl = json_string_value(json_object_get(body, "dl"));
+    bool has_g = json_object_get(body, "g") != NULL;
+    int rc = ST_OK;
+    if (group && !ctl && (!has_g || !dl))
+        rc = fail(it, "invalid_request", "A group e2e message needs body.g and body.dl.");
+    else if (!group && (has_g || dl))
+        rc = fail(it, "invalid_request", "A direct e2e message has no body.g and no body.dl.");
+    if (rc != ST_OK) {
+        json_decref(body);
+        return rc;
+    }
+    dconv d = {.by_user = json_object(), .self_dev = it->dev};
+    size_t ne = json_array_size(devs);
+    char **got = calloc(ne + 1, sizeof *got);
+    if (!got) abort();
+    if (store_key_conv_devices(st, conv, dconv_add, &d) != ST_OK) {
+        rc = fail(it, "internal", STORE_FAILED);
+        goto out;
+    }
+    qsort(d.lines, d.n, sizeof *d.lines, cmp_line);
+    for (size_t i = 0; i < ne; i++) {
+        json_t *en = json_array_get(devs, i);
+        got[i] = dev_line(json_string_value(json_object_get(en, "u")),
+                          json_string_value(json_object_get(en, "d")));
+    }
+    qsort(got, ne, sizeof *got, cmp_line);
+    bool stale = !group && !ctl && ne != d.n;
+    for (size_t i = 0; !stale && i < ne; i++)
+        stale = (i > 0 && strcmp(got[i], got[i - 1]) == 0) ||
+                !bsearch(&got[i], d.lines, d.n, sizeof *d.lines, cmp_line);
+    if (!stale && group && !ctl) {
+        uint8_t want[16], have[16];
+        size_t hn = 0;
+        dl_digest(&d, want);
+        stale = sodium_base642bin(have, sizeof have, dl, strlen(dl), NULL, &hn, NULL,
+                                  sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+                hn != sizeof have || memcmp(have, want, sizeof have) != 0;
+    }
+    if (stale) {
+        for (size_t i = 0; i < d.n; i++) { /* sorted lines: each user's devices in order */
+            char *colon = strchr(d.lines[i], ':');
+            *colon = 0;
+            colon[strlen(colon + 1)] = 0; /* the \n */
+            json_array_append_new(json_object_get(d.by_user, d.lines[i]), json_string(colon + 1));
+        }
+        json_t *x = json_pack("{s:O}", "devices", d.by_user);
+        it->err_extra = json_dumps(x, JSON_COMPACT | JSON_SORT_KEYS);
+        json_decref(x);
+        rc = fail(it, "device_list_stale",
+                  "The device list is out of date: encrypt for exactly the devices listed.");
+    }
+out:
+    free_lines(got, ne);
+    free_lines(d.lines, d.n);
+    json_decref(d.by_user);
+    json_decref(body);
+    return rc;
+}
+
 /* A send: direct (the conversation is made on first use) or to a group the sender is in. */
 static int do_send(store_t *st, item *it)
 {
@@ -183,6 +335,12 @@ static int do_send(store_t *st, item *it)
             return fail(it, "not_found", "reply_to names no message of this conversation.");
         st_msg_clear(&target);
     }
+    bool e2e_only = false, is_e2e = strcmp(it->msg_kind, "e2e") == 0;
+    if (conv_e2e(st, conv, &e2e_only) != ST_OK) return fail(it, "internal", STORE_FAILED);
+    if (e2e_only && !is_e2e)
+        return fail(it, "conversation_encrypted",
+                    "This conversation is end-to-end encrypted: send kind e2e.");
+    if (is_e2e && (rc = e2e_check(st, it, conv, it->to[0] == 'g')) != ST_OK) return rc;
     return pipeline_write_msg(st, it, conv, it->msg_kind, it->body, it->reply_to);
 }
 
@@ -195,6 +353,13 @@ static int do_modify(store_t *st, item *it)
     if (rc == ST_NOTFOUND)
         return fail(it, "not_a_member", "You are not a member of this conversation.");
     if (rc != ST_OK) return fail(it, "internal", STORE_FAILED);
+    bool e2e_only = false;
+    if (strcmp(it->msg_kind, "delete") != 0 && conv_e2e(st, it->to, &e2e_only) != ST_OK)
+        return fail(it, "internal", STORE_FAILED);
+    if (e2e_only)
+        return fail(it, "conversation_encrypted",
+                    "In an end-to-end encrypted conversation edits and reactions travel inside "
+                    "e2e messages.");
     st_msg target;
     rc = store_msg_get(st, it->to, it->reply_to, &target);
     if (rc == ST_NOTFOUND || (rc == ST_OK && target.seq < me.joined_seq)) {
@@ -217,7 +382,7 @@ static int do_modify(store_t *st, item *it)
     } else if (!own || !content) {
         rc = fail(it, "not_allowed", "Only your own messages can be edited or deleted.");
     } else if (strcmp(op, "edit") == 0) {
-        if (strcmp(target.kind, "text") != 0 && strcmp(target.kind, "e2e") != 0)
+        if (strcmp(target.kind, "text") != 0)
             rc = fail(it, "not_allowed", "Only text messages can be edited.");
         else if (store_msg_update(st, it->to, target.seq, target.kind, it->body, it->now) != ST_OK)
             rc = fail(it, "internal", STORE_FAILED);
@@ -323,6 +488,8 @@ static void fail_all(item *batch)
     log_error("pipeline: a batch failed to commit; its senders are told to resend");
     for (item *it = batch; it; it = it->next) {
         clear_results(it);
+        free(it->err_extra);
+        it->err_extra = NULL;
         fail(it, "internal", STORE_FAILED);
         if (it->kind == ITEM_REST)
             api_error(it->req, 500, "internal", "The change could not be stored; retry.");

@@ -60,6 +60,10 @@ typedef struct st_msg {
 
 void st_msg_clear(st_msg *m); /* frees body */
 
+/* Durability of commits, for connections opened after the call: false (default) survives the
+ * process being killed at any moment; true also survives a power loss, at a cost in speed. */
+void store_set_fsync(bool on);
+
 /* Opens (creating if needed) the database in data_dir and runs pending migrations.
  * On failure returns ST_ERR and writes a sentence into err. */
 int store_open(store_t **out, const char *data_dir, char *err, size_t errlen);
@@ -290,8 +294,7 @@ int store_key_opk_take(store_t *st, const char *device, st_opk *out);
 /* OPKs handed out to claimer_dev for target_user's devices at times > since. */
 int store_key_claims_count(store_t *st, const char *claimer_dev, const char *target_user,
                            int64_t since, int *n);
-int store_key_claim_add(store_t *st, const char *claimer_dev, const char *target_user,
-                        int64_t now);
+int store_key_claim_add(store_t *st, const char *claimer_dev, const char *target_user, int64_t now);
 /* Forgets claim records at or before `before`. */
 int store_key_claims_prune(store_t *st, int64_t before);
 /* Every current member of conv with each of their devices that has a bundle: fn gets device ""

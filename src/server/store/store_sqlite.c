@@ -221,10 +221,10 @@ static const char *const migrations[] = {
 #define MEMBER_COLS                                                                                \
     "user_id, role, joined_at, joined_seq, delivered_seq, read_seq, muted_until, notify"
 #define BUNDLE_COLS                                                                                \
-    "user_id, device_id, dcert, dcert_created_at, spk_id, spk_pub, spk_sig, spk_uploaded_at,"     \
+    "user_id, device_id, dcert, dcert_created_at, spk_id, spk_pub, spk_sig, spk_uploaded_at,"      \
     " published_at, opk_max_id"
 #define BUNDLE_COLS_B                                                                              \
-    "b.user_id, b.device_id, b.dcert, b.dcert_created_at, b.spk_id, b.spk_pub, b.spk_sig,"        \
+    "b.user_id, b.device_id, b.dcert, b.dcert_created_at, b.spk_id, b.spk_pub, b.spk_sig,"         \
     " b.spk_uploaded_at, b.published_at, b.opk_max_id"
 
 enum stmt_id {
@@ -831,6 +831,15 @@ static int exec1(store_t *st, const char *sql, int64_t *ival, char *tval, size_t
     return rc;
 }
 
+/* synchronous=NORMAL in WAL mode: a commit survives the process being killed at any moment;
+ * the last commits before a power loss may roll back. FULL syncs the WAL at every commit. */
+static bool sync_full;
+
+void store_set_fsync(bool on)
+{
+    sync_full = on;
+}
+
 static int configure(store_t *st, const char *path, char *err, size_t errlen)
 {
     char mode[16] = "";
@@ -841,7 +850,8 @@ static int configure(store_t *st, const char *path, char *err, size_t errlen)
     if (strcmp(mode, "wal") != 0)
         log_warn("store: %s stays in journal mode %s: WAL is not available there", path, mode);
     int64_t fk = 0;
-    if (exec1(st, "PRAGMA synchronous=NORMAL", NULL, NULL, 0) != SQLITE_OK ||
+    if (exec1(st, sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", NULL, NULL,
+              0) != SQLITE_OK ||
         exec1(st, "PRAGMA foreign_keys=ON", NULL, NULL, 0) != SQLITE_OK ||
         exec1(st, "PRAGMA foreign_keys", &fk, NULL, 0) != SQLITE_OK) {
         set_err(err, errlen, "Cannot configure the database %s: %s.", path, sqlite3_errmsg(st->db));
@@ -2102,5 +2112,367 @@ int store_user_seen(store_t *st, const char *user, int64_t ts)
     b_i64(&b, 2, ts);
     int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_change(st, s, op);
     stmt_done(s);
+    return r;
+}
+
+/* ---- Keys (schema 3) ----------------------------------------------------------------------- */
+
+static void b_blob(binder *b, int i, const void *v, size_t n)
+{
+    if (b->rc == SQLITE_OK) b->rc = sqlite3_bind_blob64(b->s, i, v, n, SQLITE_STATIC);
+}
+
+/* Copies a blob column of exactly n bytes; false (logged) for any other length. */
+static bool col_blob(void *dst, size_t n, sqlite3_stmt *s, int col, const char *op)
+{
+    const void *p = sqlite3_column_blob(s, col);
+    size_t len = (size_t)sqlite3_column_bytes(s, col);
+    if (!p || len != n) {
+        log_error("store: %s: column %s holds %zu bytes, not %zu", op, sqlite3_column_name(s, col),
+                  len, n);
+        return false;
+    }
+    memcpy(dst, p, n);
+    return true;
+}
+
+/* The BUNDLE_COLS columns. */
+static int row_bundle(sqlite3_stmt *s, st_bundle *b, const char *op)
+{
+    memset(b, 0, sizeof *b);
+    col_copy(b->user, sizeof b->user, s, 0);
+    col_copy(b->device, sizeof b->device, s, 1);
+    const void *dc = sqlite3_column_blob(s, 2);
+    size_t n = (size_t)sqlite3_column_bytes(s, 2);
+    if (!dc || n > sizeof b->dcert) {
+        log_error("store: %s: a stored DCERT of %zu bytes", op, n);
+        return ST_ERR;
+    }
+    memcpy(b->dcert, dc, n);
+    b->dcert_len = n;
+    b->dcert_created_at = sqlite3_column_int64(s, 3);
+    b->spk_id = (uint32_t)sqlite3_column_int64(s, 4);
+    if (!col_blob(b->spk_pub, sizeof b->spk_pub, s, 5, op) ||
+        !col_blob(b->spk_sig, sizeof b->spk_sig, s, 6, op))
+        return ST_ERR;
+    b->spk_uploaded_at = sqlite3_column_int64(s, 7);
+    b->published_at = sqlite3_column_int64(s, 8);
+    b->opk_max_id = sqlite3_column_int64(s, 9);
+    return ST_OK;
+}
+
+/* Runs a statement of one or two text parameters whose one row is one integer. */
+static int get_int(store_t *st, enum stmt_id id, const char *p1, const char *p2, int64_t p3,
+                   int64_t *out, const char *op)
+{
+    sqlite3_stmt *s = stmt_get(st, id, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, p1);
+    if (p2) b_text(&b, 2, p2);
+    if (p2 && p3 >= 0) b_i64(&b, 3, p3);
+    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_one(st, s, op);
+    if (r == ST_OK)
+        *out = sqlite3_column_int64(s, 0);
+    else if (r == ST_NOTFOUND) /* these statements always return a row */
+        r = db_fail(st, op);
+    stmt_done(s);
+    return r;
+}
+
+int store_key_identity_get(store_t *st, const char *user, uint8_t aik[ST_KEY_LEN])
+{
+    static const char op[] = "key identity get";
+    if (!st || !user || !aik) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_KEY_IDENTITY_GET, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, user);
+    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_one(st, s, op);
+    if (r == ST_OK && !col_blob(aik, ST_KEY_LEN, s, 0, op)) r = ST_ERR;
+    stmt_done(s);
+    return r;
+}
+
+int store_key_identity_set(store_t *st, const char *user, const uint8_t aik[ST_KEY_LEN],
+                           int64_t now)
+{
+    static const char op[] = "key identity set";
+    if (!st || !user || !aik) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_KEY_IDENTITY_INSERT, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, user);
+    b_blob(&b, 2, aik, ST_KEY_LEN);
+    b_i64(&b, 3, now);
+    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
+    stmt_done(s);
+    return r;
+}
+
+int store_key_mark_direct(store_t *st, const char *user)
+{
+    static const char op[] = "key mark direct conversations";
+    if (!st || !user) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_KEY_MARK_DIRECT, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, user);
+    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
+    stmt_done(s);
+    return r;
+}
+
+int store_key_direct_e2e(store_t *st, const char *conv, bool *yes)
+{
+    static const char op[] = "key direct e2e";
+    if (!st || !conv || !yes) return bad_args(op);
+    *yes = false;
+    sqlite3_stmt *s = stmt_get(st, S_KEY_DIRECT_E2E, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, conv);
+    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_one(st, s, op);
+    bool flag = false, all = false;
+    if (r == ST_OK) {
+        flag = sqlite3_column_int(s, 0) != 0;
+        all = sqlite3_column_int(s, 1) != 0;
+    }
+    stmt_done(s);
+    if (r != ST_OK) return r;
+    *yes = flag || all;
+    if (flag || !all) return ST_OK;
+    s = stmt_get(st, S_KEY_CONV_SET_E2E, op);
+    if (!s) return ST_ERR;
+    b = (binder){s, SQLITE_OK};
+    b_text(&b, 1, conv);
+    r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
+    stmt_done(s);
+    return r;
+}
+
+int store_key_bundle_get(store_t *st, const char *device, st_bundle *out)
+{
+    static const char op[] = "key bundle get";
+    if (!st || !device || !out) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_KEY_BUNDLE_GET, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, device);
+    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_one(st, s, op);
+    if (r == ST_OK) r = row_bundle(s, out, op);
+    stmt_done(s);
+    return r;
+}
+
+int store_key_bundle_put(store_t *st, const st_bundle *bu, int64_t now, bool *dcert_changed)
+{
+    static const char op[] = "key bundle put";
+    if (!st || !bu || !dcert_changed || bu->dcert_len > sizeof bu->dcert) return bad_args(op);
+    *dcert_changed = false;
+    bool own;
+    int r = own_begin(st, &own);
+    if (r != ST_OK) return r;
+    st_device d;
+    r = store_device_get(st, bu->device, &d);
+    if (r == ST_OK && strcmp(d.user_id, bu->user) != 0) r = ST_NOTFOUND;
+    st_bundle old = {0};
+    int had = r == ST_OK ? store_key_bundle_get(st, bu->device, &old) : ST_OK;
+    if (r == ST_OK && had == ST_ERR) r = ST_ERR;
+    if (r == ST_OK) {
+        *dcert_changed = had == ST_NOTFOUND || old.dcert_len != bu->dcert_len ||
+                         memcmp(old.dcert, bu->dcert, bu->dcert_len) != 0;
+        sqlite3_stmt *s = stmt_get(st, S_KEY_BUNDLE_PUT, op);
+        if (!s) return own_end(st, own, ST_ERR);
+        binder b = {s, SQLITE_OK};
+        b_arr(&b, 1, bu->device, sizeof bu->device, NULL, false);
+        b_arr(&b, 2, bu->user, sizeof bu->user, NULL, false);
+        b_blob(&b, 3, bu->dcert, bu->dcert_len);
+        b_i64(&b, 4, bu->dcert_created_at);
+        b_i64(&b, 5, bu->spk_id);
+        b_blob(&b, 6, bu->spk_pub, sizeof bu->spk_pub);
+        b_blob(&b, 7, bu->spk_sig, sizeof bu->spk_sig);
+        b_i64(&b, 8, now);
+        r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_change(st, s, op);
+        stmt_done(s);
+    }
+    return own_end(st, own, r);
+}
+
+int store_key_bundle_list(store_t *st, const char *user, st_bundle *out, int max)
+{
+    static const char op[] = "key bundle list";
+    if (!st || !user || (!out && max > 0)) return bad_args(op);
+    if (max <= 0) return 0;
+    sqlite3_stmt *s = stmt_get(st, S_KEY_BUNDLE_LIST, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, user);
+    b_i64(&b, 2, max);
+    int r;
+    if (b.rc != SQLITE_OK) {
+        r = bind_fail(op, b.rc);
+    } else {
+        int count = 0, rc = SQLITE_DONE;
+        r = ST_OK;
+        while (count < max && (rc = sqlite3_step(s)) == SQLITE_ROW)
+            if ((r = row_bundle(s, &out[count++], op)) != ST_OK) break;
+        if (r == ST_OK) r = count == max || rc == SQLITE_DONE ? count : db_fail(st, op);
+    }
+    stmt_done(s);
+    return r;
+}
+
+int store_key_opks_add(store_t *st, const char *device, const st_opk *opks, int n)
+{
+    static const char op[] = "key OPKs add";
+    if (!st || !device || (!opks && n > 0)) return bad_args(op);
+    if (n <= 0) return ST_OK;
+    bool own;
+    int r = own_begin(st, &own);
+    if (r != ST_OK) return r;
+    int64_t max = -1;
+    for (int i = 0; r == ST_OK && i < n; i++) {
+        sqlite3_stmt *s = stmt_get(st, S_KEY_OPK_INSERT, op);
+        if (!s) return own_end(st, own, ST_ERR);
+        binder b = {s, SQLITE_OK};
+        b_text(&b, 1, device);
+        b_i64(&b, 2, opks[i].id);
+        b_blob(&b, 3, opks[i].pub, sizeof opks[i].pub);
+        r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
+        stmt_done(s);
+        if ((int64_t)opks[i].id > max) max = opks[i].id;
+    }
+    if (r == ST_OK) {
+        sqlite3_stmt *s = stmt_get(st, S_KEY_OPK_MAX, op);
+        if (!s) return own_end(st, own, ST_ERR);
+        binder b = {s, SQLITE_OK};
+        b_text(&b, 1, device);
+        b_i64(&b, 2, max);
+        r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
+        stmt_done(s);
+    }
+    return own_end(st, own, r);
+}
+
+int store_key_opk_count(store_t *st, const char *device, int *n)
+{
+    static const char op[] = "key OPK count";
+    if (!st || !device || !n) return bad_args(op);
+    int64_t v = 0;
+    int r = get_int(st, S_KEY_OPK_COUNT, device, NULL, -1, &v, op);
+    if (r == ST_OK) *n = (int)v;
+    return r;
+}
+
+int store_key_opk_take(store_t *st, const char *device, st_opk *out)
+{
+    static const char op[] = "key OPK take";
+    if (!st || !device || !out) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_KEY_OPK_TAKE, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, device);
+    int r;
+    if (b.rc != SQLITE_OK) {
+        r = bind_fail(op, b.rc);
+    } else {
+        int rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) {
+            out->id = (uint32_t)sqlite3_column_int64(s, 0);
+            r = col_blob(out->pub, sizeof out->pub, s, 1, op) ? ST_OK : ST_ERR;
+            /* RETURNING: the delete completes when the statement runs to its end. */
+            rc = sqlite3_step(s);
+            if (r == ST_OK && rc != SQLITE_DONE) r = write_result(st, rc, op);
+        } else {
+            r = rc == SQLITE_DONE ? ST_NOTFOUND : write_result(st, rc, op);
+        }
+    }
+    stmt_done(s);
+    return r;
+}
+
+int store_key_claims_count(store_t *st, const char *claimer_dev, const char *target_user,
+                           int64_t since, int *n)
+{
+    static const char op[] = "key claims count";
+    if (!st || !claimer_dev || !target_user || !n) return bad_args(op);
+    int64_t v = 0;
+    int r = get_int(st, S_KEY_CLAIM_COUNT, claimer_dev, target_user, since < 0 ? 0 : since, &v, op);
+    if (r == ST_OK) *n = (int)v;
+    return r;
+}
+
+int store_key_claim_add(store_t *st, const char *claimer_dev, const char *target_user, int64_t now)
+{
+    static const char op[] = "key claim add";
+    if (!st || !claimer_dev || !target_user) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_KEY_CLAIM_INSERT, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, claimer_dev);
+    b_text(&b, 2, target_user);
+    b_i64(&b, 3, now);
+    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
+    stmt_done(s);
+    return r;
+}
+
+int store_key_claims_prune(store_t *st, int64_t before)
+{
+    static const char op[] = "key claims prune";
+    if (!st) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_KEY_CLAIM_PRUNE, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_i64(&b, 1, before);
+    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
+    stmt_done(s);
+    return r;
+}
+
+typedef struct key_dev_row {
+    char user[ID_MAX];
+    char device[ID_MAX];
+} key_dev_row;
+
+int store_key_conv_devices(store_t *st, const char *conv, st_key_dev_fn fn, void *ctx)
+{
+    static const char op[] = "key conversation devices";
+    if (!st || !conv || !fn) return bad_args(op);
+    sqlite3_stmt *s = stmt_get(st, S_KEY_CONV_DEVICES, op);
+    if (!s) return ST_ERR;
+    binder b = {s, SQLITE_OK};
+    b_text(&b, 1, conv);
+    rows v = {.size = sizeof(key_dev_row)};
+    int r = ST_OK;
+    if (b.rc != SQLITE_OK) {
+        r = bind_fail(op, b.rc);
+    } else {
+        int rc;
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            key_dev_row *kd = rows_add(&v, op);
+            if (!kd) break;
+            col_copy(kd->user, sizeof kd->user, s, 0);
+            col_copy(kd->device, sizeof kd->device, s, 1); /* NULL reads as "" */
+        }
+        if (rc != SQLITE_DONE) r = rc == SQLITE_ROW ? ST_ERR : db_fail(st, op);
+    }
+    stmt_done(s);
+    for (size_t i = 0; r == ST_OK && i < v.n; i++) {
+        const key_dev_row *kd = rows_at(&v, i);
+        fn(ctx, kd->user, kd->device);
+    }
+    free(v.p);
+    return r;
+}
+
+int store_key_share_group(store_t *st, const char *a, const char *b_user, bool *yes)
+{
+    static const char op[] = "key share group";
+    if (!st || !a || !b_user || !yes) return bad_args(op);
+    int64_t v = 0;
+    int r = get_int(st, S_KEY_SHARE_GROUP, a, b_user, -1, &v, op);
+    *yes = r == ST_OK && v != 0;
     return r;
 }
