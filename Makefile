@@ -91,6 +91,7 @@ clean:
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
 # ---------------------------------------------------------------- client: libparley and parley
+# (this section, to its end, is the client's: src/client, src/tui, tests/client)
 # libparley (src/client, public header src/client/parley.h) is a static library of its own
 # objects plus the common ones; parley (src/tui) links it with libcurl and ncursesw. Client
 # tests (tests/client/test_*.c) start real parleyd processes through tests/lib and link
@@ -123,6 +124,9 @@ $(BUILD)/obj/parley-h-check.o: src/client/parley.h
 	@mkdir -p $(dir $@)
 	$(CC) -std=c17 -pedantic -Wall -Wextra -Werror -x c -c $< -o $@
 
+# Objects reached only through the pattern rules above are kept (make would delete them as
+# intermediate files and rebuild them on every run).
+.SECONDARY: $(TLIB_OBJ) $(CLIENT_OBJ) $(TUI_OBJ) $(COMMON_OBJ)
+
 all: $(BUILD)/libparley.a $(BUILD)/parley $(BUILD)/obj/parley-h-check.o
 tests-build: $(BUILD)/libparley.a $(BUILD)/parley $(BUILD)/obj/parley-h-check.o $(CTEST_BIN)
-.SECONDARY: $(TLIB_OBJ) $(CLIENT_OBJ) $(TUI_OBJ) $(COMMON_OBJ)

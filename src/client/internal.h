@@ -1,0 +1,147 @@
+/* internal.h: what the files of libparley share and the application must not see.
+ *
+ * Who owns what (one owner per piece of state, written down here and nowhere else):
+ *   - the application thread owns c->db (its own SQLite connection), c->errmsg, c->sess and
+ *     c->token, and makes every REST call;
+ *   - the I/O thread (engine.c) owns its own SQLite connection, the socket, the WebSocket
+ *     endpoint and the sync / outbox state; it never touches the application's fields;
+ *   - both meet only under c->mu: the event queue (events.c), the command flags, the published
+ *     state and the token handed to the engine. The store file itself is shared through SQLite
+ *     (WAL mode, BEGIN IMMEDIATE for every write transaction, a busy timeout).
+ * Internal names start with pl__ (two underscores) and are not part of the API.
+ */
+#ifndef PL_CLIENT_INTERNAL_H
+#define PL_CLIENT_INTERNAL_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+
+#include "client/parley.h"
+
+#define PL_EVENT_QUEUE_MAX 100000 /* events held for an application that does not read them */
+
+typedef struct pl__evnode {
+    struct pl__evnode *next;
+    pl_event ev;
+} pl__evnode;
+
+struct pl_client {
+    /* set by pl_client_new, read-only afterwards (any thread) */
+    char **servers;
+    size_t nservers;
+    char *store_path;
+    char *device_name;
+    int backoff_min_ms, backoff_max_ms, rest_timeout_ms, connect_timeout_ms;
+
+    /* the application thread */
+    sqlite3 *db;
+    char errmsg[512];
+    pl_session sess;
+    char *token;
+    bool thread_started;
+    pthread_t thread;
+
+    /* shared, under mu */
+    pthread_mutex_t mu;
+    pl__evnode *ev_head, *ev_tail;
+    size_t ev_count;
+    bool ev_overflow;
+    int ev_fd;             /* eventfd: readable while ev_count > 0 */
+    int wake_fd;           /* eventfd: the application wakes the I/O thread */
+    bool cmd_stop;         /* the I/O thread must close and return */
+    bool cmd_kick;         /* the outbox has new rows */
+    bool cmd_push;         /* a push arrived: sync now, retry now */
+    bool cmd_servers;      /* the server list changed: start again from its first */
+    pl_state state;        /* as published by the I/O thread */
+    char *io_token;        /* the token the engine uses (a copy, replaced at each connect) */
+    atomic_int server_idx; /* the server that worked last (REST starts there) */
+};
+
+/* ---- errors.c */
+/* Records err and a sentence in c->errmsg (NULL: pl_strerror(err)); returns err. */
+int pl__fail(pl_client *c, int err, const char *msg);
+/* The PL_E... code for a server error code (HTTP status and "error.code", or a socket error). */
+int pl__map_error(long status, const char *code);
+
+/* ---- events.c (any thread) */
+void pl__ev_init(pl_client *c);
+void pl__ev_destroy(pl_client *c);
+/* Queues a copy of *ev; ownership of what it points to moves to the queue (ev is zeroed). */
+void pl__ev_push(pl_client *c, pl_event *ev);
+void pl__ev_state(pl_client *c, pl_state s);
+void pl__ev_error(pl_client *c, int err, const char *text);
+
+/* ---- rest.c (application thread) */
+/* One REST call: method, path (with query), token or NULL, body (not stolen) or NULL. Tries
+ * the servers from the last good one on. On 0, *status and *resp (may be NULL) are the answer;
+ * a non-2xx status is also mapped, recorded in errmsg and returned as a PL_E... code, *resp
+ * still set (the caller json_decref()s it). */
+int pl__rest(pl_client *c, const char *method, const char *path, const char *token, json_t *body,
+             long *status, json_t **resp);
+void pl__user_from_json(pl_user *u, json_t *j);
+
+/* ---- store.c (either thread, on that thread's own connection) */
+int pl__store_open(const char *path, sqlite3 **out);
+void pl__store_close(sqlite3 *db);
+int pl__meta_get(sqlite3 *db, const char *key, char *out, size_t cap);
+int64_t pl__meta_get_int(sqlite3 *db, const char *key);
+int pl__meta_set(sqlite3 *db, const char *key, const char *value);
+int pl__meta_set_int(sqlite3 *db, const char *key, int64_t value);
+int pl__store_begin(sqlite3 *db);
+int pl__store_commit(sqlite3 *db);
+void pl__store_rollback(sqlite3 *db);
+/* True when the store holds messages (of whichever user it belonged to). */
+bool pl__store_has_messages(sqlite3 *db);
+/* Inserts or refreshes a user (empty fields do not overwrite known ones). */
+int pl__store_user_put(sqlite3 *db, const pl_user *u);
+int pl__store_user_get(sqlite3 *db, const char *id, pl_user *out);
+int pl__store_user_by_name(sqlite3 *db, const char *username, pl_user *out);
+int pl__store_contacts(sqlite3 *db, const char *me, pl_user **out, size_t *n);
+/* Adds a pending message to the outbox (and its conversation); fills *out if given. */
+int pl__store_outbox_add(sqlite3 *db, const char *me, const char *dev, const char *to,
+                         const char *conv, const char *kind, const char *body, int64_t reply_to,
+                         pl_msg *out);
+int pl__store_msg_get(sqlite3 *db, int64_t local_id, pl_msg *out);
+int pl__store_history(sqlite3 *db, const char *conv, int64_t before, int limit, pl_msg **out,
+                      size_t *n);
+int pl__store_outbox(sqlite3 *db, int64_t after_local_id, int limit, pl_msg **out, size_t *n);
+int pl__store_convs(sqlite3 *db, const char *conv, pl_conv **out, size_t *n);
+int pl__store_mark_read(sqlite3 *db, const char *conv);
+
+/* Results of pl__store_incoming. */
+enum { PL__IN_DUP = 0, PL__IN_NEW = 1, PL__IN_OWN_ACKED = 2 };
+/* Stores one msg frame (inside the caller's transaction): a new message (PL__IN_NEW, *out
+ * filled), a repeat by (conv, seq) (PL__IN_DUP), or this device's own pending message seen in
+ * the inbox before its ack (PL__IN_OWN_ACKED, *out filled). Negative on a store error or a
+ * malformed frame (PL_EPROTO). */
+int pl__store_incoming(sqlite3 *db, const char *me, const char *mydev, json_t *m, pl_msg *out);
+/* The ack of outbox row local_id: 1 and *out filled when it moved from pending to sent, 0 when
+ * it was not pending any more. */
+int pl__store_ack(sqlite3 *db, int64_t local_id, const char *conv, int64_t seq, int64_t ts,
+                  pl_msg *out);
+int pl__store_fail(sqlite3 *db, int64_t local_id, pl_msg *out);
+/* Moves a peer's markers forward (never back); 1 when something moved. */
+int pl__store_receipt(sqlite3 *db, const char *me, const char *conv, const char *user,
+                      int64_t delivered, int64_t read);
+
+/* Calls fn for every conversation whose read marker moved since it was last sent, and records
+ * it as sent (own transaction). */
+int pl__store_take_reads(sqlite3 *db, void (*fn)(void *ud, const char *conv, int64_t upto),
+                         void *ud);
+
+/* ---- engine.c */
+void *pl__engine_main(void *arg);
+/* Wakes the I/O thread (any thread). */
+void pl__engine_wake(pl_client *c);
+
+/* ---- conn.c: URL parsing and the WebSocket upgrade, used by the engine */
+typedef struct pl__url {
+    char host[256];
+    char port[8];
+    char prefix[256]; /* path prefix without the trailing slash, "" for none */
+} pl__url;
+int pl__url_parse(const char *url, pl__url *out);
+
+#endif
