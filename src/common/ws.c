@@ -163,6 +163,7 @@ static void raw_close(ws_t *ws, uint16_t code, const char *reason)
     memcpy(f + n, payload, 2 + rl);
     n += 2 + rl;
     buf_append(&ws->out, f, n);
+    wslay_event_shutdown_write(ws->ctx); /* nothing after this close (nor wslay's queued one) */
 }
 
 enum scan_result { SCAN_OK, SCAN_TOO_BIG, SCAN_PROTO };

@@ -64,6 +64,7 @@ struct conn {
     bool away;          /* the client said it is in the background */
     double tokens;      /* send rate bucket */
     int64_t tokens_at;
+    int64_t paused_until;  /* sends refused until then (mono ms) after a rate_limited */
     int64_t last_frame_at; /* mono ms */
 };
 

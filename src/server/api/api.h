@@ -87,6 +87,17 @@ void h_contact_delete(api_req *r, store_t *st);
 void h_blocks_list(api_req *r, store_t *st);
 void h_block_put(api_req *r, store_t *st);
 void h_block_delete(api_req *r, store_t *st);
+/* keys.c: the key directory of end-to-end encryption (E2E.md §4). Bundle and claim are
+ * pipeline routes (they send events); so are device removal and log-out, which wrap
+ * h_device_delete and h_sessions_delete to tell the user's other devices (devices_changed). */
+void h_keys_identity_put(api_req *r, store_t *st);
+void h_keys_bundle_put(api_req *r, store_t *st);
+void h_keys_prekeys_post(api_req *r, store_t *st);
+void h_keys_prekeys_get(api_req *r, store_t *st);
+void h_keys_claim(api_req *r, store_t *st);
+void h_user_devices(api_req *r, store_t *st);
+void h_keys_device_delete(api_req *r, store_t *st);
+void h_keys_session_delete(api_req *r, store_t *st);
 json_t *user_public_json(const st_user *u);
 json_t *user_me_json(const st_user *u);
 json_t *device_json(const st_device *d, const char *current);

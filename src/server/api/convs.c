@@ -6,10 +6,17 @@
 #include "server/api/api.h"
 #include "server/pipeline/pipeline.h"
 
-static json_t *msg_json(const st_msg *m)
+/* A stored message as the caller's device sees it: an e2e body shows only that device's own
+ * ciphertext (E2E.md 7.1). */
+static json_t *msg_json(const st_msg *m, const char *user, const char *dev)
 {
     json_error_t err;
     json_t *body = json_loads(m->body ? m->body : "{}", JSON_DECODE_ANY, &err);
+    if (body && strcmp(m->kind, "e2e") == 0) {
+        json_t *view = e2e_body_view(body, user, dev);
+        json_decref(body);
+        body = view;
+    }
     json_t *o = json_pack("{s:s, s:I, s:s, s:s, s:s, s:I, s:s, s:o}", "conv", m->conv, "seq",
                           (json_int_t)m->seq, "from", m->from, "dev", m->dev, "cmid", m->cmid, "ts",
                           (json_int_t)m->ts, "kind", m->kind, "body", body ? body : json_object());
@@ -21,6 +28,7 @@ static json_t *msg_json(const st_msg *m)
 struct list_ctx {
     store_t *st;
     json_t *arr;
+    const char *user, *dev;
 };
 
 static void add_row(void *ctx, const st_conv_row *r)
@@ -32,7 +40,8 @@ static void add_row(void *ctx, const st_conv_row *r)
         "last_seq", (json_int_t)r->conv.last_seq, "unread", (json_int_t)r->unread, "delivered_seq",
         (json_int_t)r->me.delivered_seq, "read_seq", (json_int_t)r->me.read_seq, "muted_until",
         (json_int_t)r->me.muted_until, "notify", r->me.notify);
-    json_object_set_new(o, "last", r->last.seq > 0 ? msg_json(&r->last) : json_null());
+    json_object_set_new(o, "last",
+                        r->last.seq > 0 ? msg_json(&r->last, lc->user, lc->dev) : json_null());
     if (strcmp(r->conv.kind, "direct") == 0) {
         json_object_set_new(o, "peer", json_string(r->peer));
         st_member p;
@@ -46,7 +55,7 @@ static void add_row(void *ctx, const st_conv_row *r)
 
 void h_convs_list(api_req *r, store_t *st)
 {
-    struct list_ctx lc = {st, json_array()};
+    struct list_ctx lc = {st, json_array(), r->user, r->dev};
     if (store_conv_list(st, r->user, add_row, &lc) != ST_OK) {
         json_decref(lc.arr);
         return;
@@ -84,7 +93,8 @@ static bool query_int(api_req *r, const char *name, int64_t lo, int64_t hi, int6
 
 static void add_msg(void *ctx, const st_msg *m)
 {
-    json_array_append_new(ctx, msg_json(m));
+    struct list_ctx *lc = ctx;
+    json_array_append_new(lc->arr, msg_json(m, lc->user, lc->dev));
 }
 
 void h_conv_messages(api_req *r, store_t *st)
@@ -96,7 +106,8 @@ void h_conv_messages(api_req *r, store_t *st)
         !query_int(r, "limit", 1, 200, &limit))
         return;
     json_t *arr = json_array();
-    int n = store_msg_history(st, r->param, before, me.joined_seq, (int)limit + 1, add_msg, arr);
+    struct list_ctx lc = {st, arr, r->user, r->dev};
+    int n = store_msg_history(st, r->param, before, me.joined_seq, (int)limit + 1, add_msg, &lc);
     if (n < 0) {
         json_decref(arr);
         return;

@@ -20,13 +20,13 @@ typedef struct route {
 static const route routes[] = {
     {"POST", "/v1/accounts", h_accounts_create, false, false},
     {"POST", "/v1/sessions", h_sessions_create, false, false},
-    {"DELETE", "/v1/sessions/current", h_sessions_delete, true, false},
+    {"DELETE", "/v1/sessions/current", h_keys_session_delete, true, true},
     {"GET", "/v1/me", h_me_get, true, false},
     {"PATCH", "/v1/me", h_me_patch, true, false},
     {"GET", "/v1/users", h_users_search, true, false},
     {"GET", "/v1/users/{}", h_user_get, true, false},
     {"GET", "/v1/devices", h_devices_list, true, false},
-    {"DELETE", "/v1/devices/{}", h_device_delete, true, false},
+    {"DELETE", "/v1/devices/{}", h_keys_device_delete, true, true},
     {"POST", "/v1/groups", h_group_create, true, true},
     {"GET", "/v1/groups/{}", h_group_get, true, false},
     {"PATCH", "/v1/groups/{}", h_group_patch, true, true},
@@ -43,6 +43,12 @@ static const route routes[] = {
     {"GET", "/v1/blocks", h_blocks_list, true, false},
     {"PUT", "/v1/blocks/{}", h_block_put, true, true},
     {"DELETE", "/v1/blocks/{}", h_block_delete, true, true},
+    {"PUT", "/v1/keys/identity", h_keys_identity_put, true, false},
+    {"PUT", "/v1/keys/bundle", h_keys_bundle_put, true, true},
+    {"POST", "/v1/keys/prekeys", h_keys_prekeys_post, true, false},
+    {"GET", "/v1/keys/prekeys", h_keys_prekeys_get, true, false},
+    {"POST", "/v1/keys/claim", h_keys_claim, true, true},
+    {"GET", "/v1/users/{}/devices", h_user_devices, true, false},
 };
 
 /* Does path match pattern? The {} segments are copied into params[0] and params[1]. */

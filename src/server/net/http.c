@@ -85,6 +85,7 @@ static int on_headers_complete(http_parser *p)
         return fail(h, 411, "length_required", "Send the body with a Content-Length header.");
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > h->max_body)
         return fail(h, 413, "body_too_large", "The request body is larger than this server takes.");
+    if (p->upgrade) return 1; /* no body: the bytes after the head belong to the new protocol */
     return 0;
 }
 

@@ -18,6 +18,10 @@
 #include "server/store/pool.h"
 
 #define MAX_BODY_JSON 65536
+/* e2e bodies (E2E.md §7.1, §13): up to 2 MiB and 1000 devs entries. In practice the WebSocket
+ * message limit max_frame (default 128 KiB) caps them first. */
+#define MAX_E2E_BODY_JSON (2 * 1024 * 1024)
+#define MAX_E2E_DEVS      1000
 
 static const ws_handler handler = {.on_text = inbound_on_text};
 
@@ -153,16 +157,41 @@ static void start_auth(conn_t *c, json_t *f)
 
 /* ---- frames ---- */
 
-static bool rate_ok(conn_t *c)
+/* The send rate of a socket: a token bucket of rate_msgs a second holding twice that. Once a
+ * send is refused, every send is refused until the bucket has a token again (retry_after), so
+ * the sends pipelined behind a refused one are refused too and the client's resends keep their
+ * order. Returns 0 when the send may go, else the ms to wait. */
+static int64_t rate_wait(conn_t *c)
 {
     int64_t now = mono_ms();
     double rate = (double)c->srv->cfg.rate_msgs;
+    if (now < c->paused_until) return c->paused_until - now;
     c->tokens += (double)(now - c->tokens_at) * rate / 1000.0;
     if (c->tokens > rate * 2) c->tokens = rate * 2;
     c->tokens_at = now;
-    if (c->tokens < 1.0) return false;
-    c->tokens -= 1.0;
-    return true;
+    if (c->tokens >= 1.0) {
+        c->tokens -= 1.0;
+        return 0;
+    }
+    int64_t wait = (int64_t)((1.0 - c->tokens) * 1000.0 / rate) + 1;
+    c->paused_until = now + wait;
+    return wait;
+}
+
+static bool rate_ok(conn_t *c, const char *id)
+{
+    int64_t wait = rate_wait(c);
+    if (wait == 0) return true;
+    json_t *o = json_pack("{s:s, s:s?, s:s, s:s, s:I}", "type", "error", "id", id, "code",
+                          "rate_limited", "message",
+                          "Too many messages a second; resend from this one after retry_after ms.",
+                          "retry_after", (json_int_t)wait);
+    if (!id) json_object_set_new(o, "id", json_null());
+    char *f = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    conn_ws_send(c, f, strlen(f));
+    free(f);
+    return false;
 }
 
 static bool get_str(json_t *f, const char *key, size_t max, const char **out)
@@ -187,6 +216,49 @@ static item *new_item(conn_t *c, enum item_kind kind, const char *id)
     return it;
 }
 
+/* A non-empty string of base64url characters without padding. The bytes are opaque to the
+ * server; only the shape is checked. */
+static bool b64url_str(json_t *v)
+{
+    const char *s = json_string_value(v);
+    size_t n = s ? json_string_length(v) : 0;
+    if (n == 0 || n % 4 == 1) return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+              ch == '-' || ch == '_'))
+            return false;
+    }
+    return true;
+}
+
+/* The shape of an e2e body: {"v":1, "ctl"?, "devs":[{"u","d","c"}], "dl"?, "g"?}. The device list
+ * itself is checked against the conversation on the pipeline thread. NULL when good. */
+static const char *e2e_body_error(json_t *body)
+{
+    json_t *v = json_object_get(body, "v"), *ctl = json_object_get(body, "ctl");
+    json_t *devs = json_object_get(body, "devs"), *dl = json_object_get(body, "dl");
+    json_t *g = json_object_get(body, "g");
+    if (!json_is_integer(v) || json_integer_value(v) != 1) return "body.v must be 1.";
+    if (ctl && !json_is_boolean(ctl)) return "body.ctl must be true or false.";
+    if (!json_is_array(devs) || json_array_size(devs) > MAX_E2E_DEVS)
+        return "body.devs must be an array of at most 1000 entries.";
+    size_t i;
+    json_t *en;
+    json_array_foreach(devs, i, en)
+    {
+        const char *u = json_string_value(json_object_get(en, "u"));
+        const char *d = json_string_value(json_object_get(en, "d"));
+        if (!json_is_object(en) || !u || !id_valid(u, "u_") || !d || !id_valid(d, "d_") ||
+            !b64url_str(json_object_get(en, "c")))
+            return "Each body.devs entry needs u (a user id), d (a device id) and c (base64url).";
+    }
+    if (dl && (!b64url_str(dl) || json_string_length(dl) != 22))
+        return "body.dl must be 16 bytes in base64url without padding.";
+    if (g && !b64url_str(g)) return "body.g must be base64url without padding.";
+    return NULL;
+}
+
 static void on_send(conn_t *c, json_t *f, const char *id)
 {
     const char *to, *cmid, *kind;
@@ -197,9 +269,9 @@ static void on_send(conn_t *c, json_t *f, const char *id)
                           "to must be a user (u_...) or group (g_...) id.");
     if (!get_str(f, "cmid", 64, &cmid))
         return send_error(c, id, "invalid_request", "cmid must be a string of 1 to 64 bytes.");
-    if (!get_str(f, "kind", 15, &kind) ||
-        (strcmp(kind, "text") && strcmp(kind, "media") && strcmp(kind, "sticker")))
-        return send_error(c, id, "invalid_request", "kind must be text, media or sticker.");
+    if (!get_str(f, "kind", 15, &kind) || (strcmp(kind, "text") && strcmp(kind, "media") &&
+                                           strcmp(kind, "sticker") && strcmp(kind, "e2e")))
+        return send_error(c, id, "invalid_request", "kind must be text, media, sticker or e2e.");
     if (!json_is_object(body))
         return send_error(c, id, "invalid_request", "body must be an object.");
     if (reply && (!json_is_integer(reply) || json_integer_value(reply) < 1))
@@ -211,15 +283,20 @@ static void on_send(conn_t *c, json_t *f, const char *id)
         if (json_string_length(t) > (size_t)c->srv->cfg.max_text)
             return send_error(c, id, "text_too_long", "The text is longer than the server takes.");
     }
+    bool e2e = strcmp(kind, "e2e") == 0;
+    const char *bad = e2e ? e2e_body_error(body) : NULL;
+    if (bad) return send_error(c, id, "invalid_request", bad);
     char *bj = json_dumps(body, JSON_COMPACT);
     if (!bj) return send_error(c, id, "invalid_request", "body cannot be encoded.");
-    if (strlen(bj) > MAX_BODY_JSON) {
+    if (strlen(bj) > (e2e ? MAX_E2E_BODY_JSON : MAX_BODY_JSON)) {
         free(bj);
-        return send_error(c, id, "body_too_large", "The body is larger than 64 KiB as JSON.");
+        return send_error(c, id, "body_too_large",
+                          e2e ? "The e2e body is larger than 2 MiB as JSON."
+                              : "The body is larger than 64 KiB as JSON.");
     }
-    if (!rate_ok(c)) {
+    if (!rate_ok(c, id)) {
         free(bj);
-        return send_error(c, id, "rate_limited", "Too many messages a second; slow down.");
+        return;
     }
     item *it = new_item(c, ITEM_SEND, id);
     snprintf(it->to, sizeof it->to, "%s", to);
@@ -281,9 +358,9 @@ static void on_modify(conn_t *c, json_t *f, const char *id, const char *type)
     } else {
         body = json_object();
     }
-    if (!rate_ok(c)) {
+    if (!rate_ok(c, id)) {
         json_decref(body);
-        return send_error(c, id, "rate_limited", "Too many messages a second; slow down.");
+        return;
     }
     item *it = new_item(c, ITEM_MODIFY, id);
     snprintf(it->to, sizeof it->to, "%s", conv);

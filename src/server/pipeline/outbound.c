@@ -26,20 +26,79 @@ static void send_json(conn_t *c, json_t *o)
     free(s);
 }
 
-void send_error(conn_t *c, const char *req_id, const char *code, const char *msg)
+void send_error_extra(conn_t *c, const char *req_id, const char *code, const char *msg,
+                      const char *extra)
 {
     json_t *o = json_pack("{s:s, s:s?, s:s, s:s}", "type", "error", "id", req_id, "code", code,
                           "message", msg);
     if (!req_id || !*req_id) json_object_set_new(o, "id", json_null());
+    json_error_t err;
+    json_t *x = extra ? json_loads(extra, 0, &err) : NULL;
+    if (json_is_object(x)) json_object_update_missing(o, x);
+    json_decref(x);
     send_json(c, o);
 }
 
+void send_error(conn_t *c, const char *req_id, const char *code, const char *msg)
+{
+    send_error_extra(c, req_id, code, msg, NULL);
+}
+
+json_t *e2e_body_view(json_t *body, const char *user, const char *dev)
+{
+    json_t *v = json_object_get(body, "v");
+    json_t *o = json_object();
+    json_object_set_new(o, "v", v ? json_incref(v) : json_integer(1));
+    json_object_set_new(o, "ctl", json_boolean(json_is_true(json_object_get(body, "ctl"))));
+    size_t i;
+    json_t *en;
+    json_array_foreach(json_object_get(body, "devs"), i, en)
+    {
+        const char *u = json_string_value(json_object_get(en, "u"));
+        const char *d = json_string_value(json_object_get(en, "d"));
+        if (u && d && strcmp(u, user) == 0 && strcmp(d, dev) == 0) {
+            json_t *c = json_object_get(en, "c");
+            if (c) json_object_set(o, "c", c);
+            break;
+        }
+    }
+    json_t *g = json_object_get(body, "g");
+    if (g) json_object_set(o, "g", g);
+    return o;
+}
+
 /* A msg frame is '{"type":"msg","pos":N,' followed by the message's own fields, which are the
- * same for every recipient: the tail is made once per message and only the head per recipient. */
-static char *msg_tail(const st_msg *m)
+ * same for every recipient: the tail is made once per message and only the head per recipient.
+ * Kind e2e is the exception: each device sees its own view of the body (e2e_body_view), so its
+ * tail is made per device (msg_tail_body). */
+static char *msg_tail_body(const st_msg *m, json_t *body /* stolen */);
+
+static bool is_e2e(const st_msg *m)
+{
+    return strcmp(m->kind, "e2e") == 0;
+}
+
+static json_t *parse_body(const st_msg *m)
 {
     json_error_t err;
-    json_t *body = m->body ? json_loads(m->body, JSON_DECODE_ANY, &err) : NULL;
+    return m->body ? json_loads(m->body, JSON_DECODE_ANY, &err) : NULL;
+}
+
+static char *msg_tail(const st_msg *m)
+{
+    return msg_tail_body(m, parse_body(m));
+}
+
+/* The tail as device (user, dev) sees it; parsed is the message's parsed body (borrowed). */
+static char *msg_tail_dev(const st_msg *m, json_t *parsed, const char *user, const char *dev)
+{
+    if (!is_e2e(m) || !json_is_object(parsed))
+        return msg_tail_body(m, parsed ? json_incref(parsed) : NULL);
+    return msg_tail_body(m, e2e_body_view(parsed, user, dev));
+}
+
+static char *msg_tail_body(const st_msg *m, json_t *body)
+{
     json_t *o = json_pack("{s:s, s:I, s:s, s:s, s:s, s:I, s:s, s:o}", "conv", m->conv, "seq",
                           (json_int_t)m->seq, "from", m->from, "dev", m->dev, "cmid", m->cmid, "ts",
                           (json_int_t)m->ts, "kind", m->kind, "body", body ? body : json_object());
@@ -63,6 +122,19 @@ static char *frame_with_pos(int64_t pos, const char *tail)
 char *msg_frame(int64_t pos, const st_msg *m)
 {
     char *tail = msg_tail(m);
+    if (!tail) return NULL;
+    char *f = frame_with_pos(pos, tail);
+    free(tail);
+    return f;
+}
+
+/* msg_frame as device (user, dev) sees it. */
+static char *msg_frame_dev(int64_t pos, const st_msg *m, const char *user, const char *dev)
+{
+    if (!is_e2e(m)) return msg_frame(pos, m);
+    json_t *parsed = parse_body(m);
+    char *tail = msg_tail_dev(m, parsed, user, dev);
+    json_decref(parsed);
     if (!tail) return NULL;
     char *f = frame_with_pos(pos, tail);
     free(tail);
@@ -114,10 +186,16 @@ void outbound_result(server_t *s, item *it)
     if (it->kind == ITEM_REST) {
         api_complete(it->req);
         it->req = NULL;
-    } else if ((it->kind == ITEM_SEND || it->kind == ITEM_MODIFY || it->err_code) && origin &&
-               conn_alive(origin)) {
+    } else if ((it->kind == ITEM_SEND || it->kind == ITEM_MODIFY || it->kind == ITEM_READ ||
+                it->err_code) &&
+               origin && conn_alive(origin)) {
         if (it->err_code) {
-            send_error(origin, it->req_id, it->err_code, it->err_msg);
+            send_error_extra(origin, it->req_id, it->err_code, it->err_msg, it->err_extra);
+        } else if (it->kind == ITEM_READ) {
+            if (it->req_id[0])
+                send_json(origin, json_pack("{s:s, s:s, s:s, s:I, s:I}", "type", "ack", "id",
+                                            it->req_id, "conv", it->to, "seq", (json_int_t)it->upto,
+                                            "ts", (json_int_t)it->now));
         } else if (it->nmsgs > 0) {
             const st_msg *m = &it->msgs[0];
             json_t *ack =
@@ -129,22 +207,45 @@ void outbound_result(server_t *s, item *it)
     /* The device that sent a message has it (the ack); a REST change reaches every device. */
     const char *skip_dev = it->kind == ITEM_REST ? "" : it->dev;
     char **tails = calloc((size_t)it->nmsgs + 1, sizeof *tails);
-    if (!tails) abort();
+    json_t **parsed = calloc((size_t)it->nmsgs + 1, sizeof *parsed); /* e2e bodies, parsed once */
+    if (!tails || !parsed) abort();
     for (int i = 0; i < it->ndeliv; i++) {
         const delivery *d = &it->deliv[i];
         conn_t *c = session_first(s, d->user);
         if (!c) continue;
+        const st_msg *m = &it->msgs[d->msg];
+        if (is_e2e(m)) { /* a frame per device: its own entry of devs */
+            if (!parsed[d->msg] && !(parsed[d->msg] = parse_body(m))) continue;
+            for (; c; c = c->next_user) {
+                if (!conn_alive(c)) continue;
+                char *tail = msg_tail_dev(m, parsed[d->msg], c->user, c->dev);
+                char *frame = tail ? frame_with_pos(d->pos, tail) : NULL;
+                if (frame) deliver(c, d->pos, skip_dev, frame);
+                free(tail);
+                free(frame);
+            }
+            continue;
+        }
         if (!tails[d->msg] && !(tails[d->msg] = msg_tail(&it->msgs[d->msg]))) continue;
         char *frame = frame_with_pos(d->pos, tails[d->msg]);
         for (; c; c = c->next_user) deliver(c, d->pos, skip_dev, frame);
         free(frame);
     }
-    for (int i = 0; i < it->nmsgs; i++) free(tails[i]);
+    for (int i = 0; i < it->nmsgs; i++) {
+        free(tails[i]);
+        json_decref(parsed[i]);
+    }
     free(tails);
-    for (int i = 0; i < it->nnotes; i++)
-        outbound_to_user(s, it->notes[i].user,
-                         it->notes[i].except_dev[0] ? it->notes[i].except_dev : NULL,
-                         it->notes[i].frame);
+    free(parsed);
+    for (int i = 0; i < it->nnotes; i++) {
+        const note *n = &it->notes[i];
+        if (n->only_dev[0]) {
+            for (conn_t *c = session_first(s, n->user); c; c = c->next_user)
+                if (strcmp(c->dev, n->only_dev) == 0) conn_ws_send(c, n->frame, strlen(n->frame));
+            continue;
+        }
+        outbound_to_user(s, n->user, n->except_dev[0] ? n->except_dev : NULL, n->frame);
+    }
     if (origin) conn_unref(origin);
     item_free(it);
 }
@@ -155,6 +256,7 @@ typedef struct sync_job {
     uv_work_t w;
     conn_t *c;
     char user[ID_MAX];
+    char dev[ID_MAX]; /* e2e messages: the device's own view */
     char req_id[65];
     bool client; /* asked for by the client (answered with synced) */
     bool has_id;
@@ -170,7 +272,7 @@ typedef struct sync_job {
 static void add_frame(void *ctx, int64_t pos, const st_msg *m)
 {
     sync_job *j = ctx;
-    char *f = msg_frame(pos, m);
+    char *f = msg_frame_dev(pos, m, j->user, j->dev);
     if (!f) return;
     buf_append(&j->frames, f, strlen(f) + 1);
     free(f);
@@ -243,6 +345,7 @@ void outbound_sync(conn_t *c, bool client, const char *req_id, int64_t after, in
     j->w.data = j;
     j->c = c;
     snprintf(j->user, sizeof j->user, "%s", c->user);
+    snprintf(j->dev, sizeof j->dev, "%s", c->dev);
     j->client = client;
     j->has_id = req_id != NULL;
     snprintf(j->req_id, sizeof j->req_id, "%s", req_id ? req_id : "");

@@ -58,8 +58,9 @@ typedef struct item {
     struct api_req *req;
     /* results */
     const char *err_code, *err_msg; /* NULL when it worked */
-    char *err_extra; /* with err_code: JSON object text whose members join the error frame */
-    st_msg *msgs;                   /* messages written (msgs[0] is what the ack names) */
+    /* with err_code: a JSON object text whose members join the error frame (device_list_stale) */
+    char *err_extra;
+    st_msg *msgs; /* messages written (msgs[0] is what the ack names) */
     int nmsgs;
     delivery *deliv;
     int ndeliv;

@@ -260,8 +260,9 @@ static int e2e_check(store_t *st, item *it, const char *conv, bool group)
     qsort(d.lines, d.n, sizeof *d.lines, cmp_line);
     for (size_t i = 0; i < ne; i++) {
         json_t *en = json_array_get(devs, i);
-        got[i] = dev_line(json_string_value(json_object_get(en, "u")),
-                          json_string_value(json_object_get(en, "d")));
+        const char *u = json_string_value(json_object_get(en, "u"));
+        const char *dv = json_string_value(json_object_get(en, "d"));
+        got[i] = dev_line(u ? u : "", dv ? dv : ""); /* both checked on the loop already */
     }
     qsort(got, ne, sizeof *got, cmp_line);
     bool stale = !group && !ctl && ne != d.n;
@@ -452,6 +453,7 @@ static int do_read(store_t *st, item *it)
     if (rc != ST_OK || store_conv_get(st, it->to, &c) != ST_OK)
         return fail(it, "internal", "The read marker could not be stored.");
     int64_t upto = it->upto < c.last_seq ? it->upto : c.last_seq;
+    it->upto = upto; /* named in the ack */
     bool moved = false, dmoved = false;
     if (store_marker_read(st, it->to, it->user, upto, &moved) != ST_OK ||
         store_marker_delivered(st, it->to, it->user, upto, &dmoved) != ST_OK)
