@@ -173,9 +173,10 @@ enum scan_result { SCAN_OK, SCAN_TOO_BIG, SCAN_PROTO };
  * with 4009 before wslay sees (and allocates) it. Header errors that RFC 6455 makes protocol
  * errors and wslay lets pass are caught here too: a 64-bit length with its top bit set and a
  * close frame whose payload is one byte. */
-static enum scan_result scan(ws_t *ws, const uint8_t *data, size_t n)
+static enum scan_result scan(ws_t *ws, const uint8_t *data, size_t n, size_t *bad)
 {
     size_t i = 0;
+    *bad = 0; /* where the bad frame's header starts in data (0 if it began earlier) */
     while (i < n) {
         if (ws->skip > 0) {
             uint64_t k = n - i < ws->skip ? n - i : ws->skip;
@@ -183,6 +184,7 @@ static enum scan_result scan(ws_t *ws, const uint8_t *data, size_t n)
             i += (size_t)k;
             continue;
         }
+        if (ws->hlen == 0) *bad = i;
         ws->hdr[ws->hlen++] = data[i++];
         if (ws->hlen < 2) continue;
         uint8_t len7 = ws->hdr[1] & 0x7f;
@@ -208,38 +210,49 @@ static enum scan_result scan(ws_t *ws, const uint8_t *data, size_t n)
     return SCAN_OK;
 }
 
-long ws_feed(ws_t *ws, const uint8_t *data, size_t n)
+/* Hands n bytes to wslay; 0 or wslay's error. *taken gets how many it read. */
+static int wslay_feed(ws_t *ws, const uint8_t *data, size_t n, size_t *taken)
 {
-    enum scan_result sr = ws->stop_reading ? SCAN_OK : scan(ws, data, n);
-    if (sr == SCAN_TOO_BIG) {
-        ws->stop_reading = true;
-        ws_close(ws, WS_CLOSE_TOO_BIG, "message too big");
-        return (long)n;
-    }
-    if (sr == SCAN_PROTO) {
-        ws->stop_reading = true;
-        if (!wslay_event_get_close_sent(ws->ctx))
-            raw_close(ws, WS_CLOSE_PROTOCOL, "protocol error");
-        ws->closing = true;
-        return -1;
-    }
     ws->in = data;
     ws->in_len = n;
     ws->in_off = 0;
     int rv = 0;
     if (!ws->stop_reading && wslay_event_want_read(ws->ctx)) rv = wslay_event_recv(ws->ctx);
-    size_t taken = ws->in_off;
+    *taken = ws->in_off;
     ws->in = NULL;
     ws->in_len = ws->in_off = 0;
+    return rv;
+}
+
+static void protocol_error(ws_t *ws)
+{
+    /* wslay stops reading and may queue a close without a status code: we answer with our own
+     * 1002 frame and make nothing more of this endpoint. */
+    ws->stop_reading = true;
+    if (!wslay_event_get_close_sent(ws->ctx)) raw_close(ws, WS_CLOSE_PROTOCOL, "protocol error");
+    ws->closing = true;
+}
+
+long ws_feed(ws_t *ws, const uint8_t *data, size_t n)
+{
+    size_t bad = 0, taken = 0;
+    enum scan_result sr = ws->stop_reading ? SCAN_OK : scan(ws, data, n, &bad);
+    /* The frames before a bad one are good: they reach wslay (and the application) first. */
+    int rv = wslay_feed(ws, data, sr == SCAN_OK ? n : bad, &taken);
     if (rv != 0) {
-        /* A protocol error: wslay stops reading and may queue a close without a status code.
-         * We answer with our own 1002 frame and make nothing more of this endpoint. */
-        ws->stop_reading = true;
-        if (!wslay_event_get_close_sent(ws->ctx))
-            raw_close(ws, WS_CLOSE_PROTOCOL, "protocol error");
-        ws->closing = true;
+        protocol_error(ws);
         return -1;
     }
+    if (sr == SCAN_TOO_BIG && !ws->stop_reading) {
+        ws->stop_reading = true;
+        ws_close(ws, WS_CLOSE_TOO_BIG, "message too big");
+        return (long)n;
+    }
+    if (sr == SCAN_PROTO && !ws->stop_reading) {
+        protocol_error(ws);
+        return -1;
+    }
+    if (sr != SCAN_OK) return (long)n; /* the endpoint had stopped reading anyway */
     if (!wslay_event_want_read(ws->ctx)) ws->stop_reading = true;
     flush(ws);
     return (long)taken;
