@@ -126,7 +126,14 @@ void conn_close(conn_t *c)
         c->state = CONN_CLOSING;
     }
     c->close_after_write = true;
-    if (c->queued == 0) start_shutdown(c);
+    if (c->queued == 0) {
+        start_shutdown(c);
+    } else if (!c->shut) {
+        /* A peer that stops reading never lets the queue drain: give it the linger time, then
+         * close anyway (pending writes are cancelled). */
+        uv_timer_stop(&c->timer);
+        uv_timer_start(&c->timer, on_linger, LINGER_MS, 0);
+    }
 }
 
 static void on_write(uv_write_t *req, int status)
