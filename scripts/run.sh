@@ -7,12 +7,13 @@ data=${DATA:-./var}
 cat <<MSG
 Parley is starting on http://127.0.0.1:$port (data in $data). Stop it with Ctrl-C.
 
-Try it from another terminal:
-  curl -s -X POST http://127.0.0.1:$port/v1/accounts -H 'Content-Type: application/json' \\
-       -d '{"username":"alice","password":"correct horse"}'
-The answer holds a token; open a WebSocket on ws://127.0.0.1:$port/v1/ws and send
-  {"type":"auth","token":"<token>"} then {"type":"sync","after":0}
-See README.md ("Try it by hand") and docs/protocol.md.
+Connect a client from another terminal (the terminal client was built too):
+  build/parley --server http://127.0.0.1:$port --profile /tmp/alice register alice
+  build/parley --server http://127.0.0.1:$port --profile /tmp/bob register bob
+  build/parley --profile /tmp/alice send bob "hello"
+  build/parley --profile /tmp/bob              # the interactive client
+Or speak the protocol by hand: build/parley-wscat ws://127.0.0.1:$port/v1/ws
+(README.md "Try it by hand", docs/protocol.md).
 
 MSG
 # shellcheck disable=SC2086
