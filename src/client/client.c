@@ -52,6 +52,7 @@ int pl_client_new(pl_client **out, const pl_options *opt)
     if (c->backoff_max_ms < c->backoff_min_ms) c->backoff_max_ms = c->backoff_min_ms;
     c->rest_timeout_ms = opt->rest_timeout_ms > 0 ? opt->rest_timeout_ms : 15000;
     c->connect_timeout_ms = opt->connect_timeout_ms > 0 ? opt->connect_timeout_ms : 5000;
+    c->presence = PL_PRESENCE_ONLINE;
     pthread_mutex_init(&c->mu, NULL);
     pl__ev_init(c);
     atomic_init(&c->server_idx, 0);
@@ -86,6 +87,11 @@ void pl_client_free(pl_client *c)
     free(c->token);
     free(c->io_token);
     pl__ev_destroy(c);
+    for (pl__frame *f = c->fr_head, *next; f; f = next) {
+        next = f->next;
+        free(f->text);
+        free(f);
+    }
     if (c->ev_fd >= 0) close(c->ev_fd);
     if (c->wake_fd >= 0) close(c->wake_fd);
     pthread_mutex_destroy(&c->mu);
@@ -260,8 +266,8 @@ int pl_msg_send_body(pl_client *c, const char *to, const char *kind, const char 
 {
     if (out) memset(out, 0, sizeof *out);
     if (!c->token) return pl__fail(c, PL_ENOSESSION, NULL);
-    if (!to || !id_valid(to, "u_"))
-        return pl__fail(c, PL_EINVAL, "the recipient must be a user id");
+    if (!to || (!id_valid(to, "u_") && !id_valid(to, "g_")))
+        return pl__fail(c, PL_EINVAL, "the recipient must be a user or group id");
     if (!kind || !*kind || strlen(kind) >= 16 || !body_json)
         return pl__fail(c, PL_EINVAL, "a message needs a kind and a body");
     json_t *body = json_loads(body_json, 0, NULL);
@@ -277,7 +283,10 @@ int pl_msg_send_body(pl_client *c, const char *to, const char *kind, const char 
         return pl__fail(c, PL_ETOOBIG, "the message body is over 64 KiB");
     }
     char conv[ID_MAX];
-    conv_direct_id(conv, c->sess.user, to);
+    if (strncmp(to, "g_", 2) == 0)
+        snprintf(conv, sizeof conv, "%s", to); /* a group is its own conversation */
+    else
+        conv_direct_id(conv, c->sess.user, to);
     int err = pl__store_outbox_add(c->db, c->sess.user, c->sess.device, to, conv, kind, compact,
                                    reply_to, out);
     free(compact);

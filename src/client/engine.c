@@ -93,6 +93,9 @@ typedef struct io {
     int64_t last_rx;
     bool ping_out;
     int64_t ping_sent_at;
+
+    bool want_convs;           /* fetch GET /v1/convs once the read batch is committed */
+    pl_presence presence_sent; /* on this connection (ONLINE is what the server assumes) */
 } io;
 
 void pl__engine_wake(pl_client *c)
@@ -230,6 +233,35 @@ static void send_reads(io *s)
         pl__ev_error(s->c, PL_ESTORE, "the read markers could not be read from the store");
 }
 
+/* The presence the application wants, when it differs from what this connection said. */
+static void send_presence(io *s)
+{
+    if (s->phase != IO_LIVE) return;
+    pthread_mutex_lock(&s->c->mu);
+    pl_presence want = s->c->presence;
+    pthread_mutex_unlock(&s->c->mu);
+    if (want == s->presence_sent) return;
+    send_json(s, json_pack("{s:s, s:s}", "type", "presence", "status",
+                           want == PL_PRESENCE_AWAY ? "away" : "online"));
+    s->presence_sent = want;
+}
+
+/* Ephemeral frames from the application (typing): sent when live, dropped otherwise. */
+static void send_frames(io *s)
+{
+    pthread_mutex_lock(&s->c->mu);
+    pl__frame *f = s->c->fr_head;
+    s->c->fr_head = s->c->fr_tail = NULL;
+    pthread_mutex_unlock(&s->c->mu);
+    while (f) {
+        pl__frame *next = f->next;
+        if (s->phase == IO_LIVE && s->ws) ws_send_text(s->ws, f->text, strlen(f->text));
+        free(f->text);
+        free(f);
+        f = next;
+    }
+}
+
 /* Sends what the window and the pacing allow of the outbox. */
 static void pump_outbox(io *s)
 {
@@ -296,6 +328,8 @@ static void drop(io *s, int err, const char *why)
     s->inflight = 0;
     s->sent_upto = 0;
     s->ping_out = false;
+    s->want_convs = false;
+    s->presence_sent = PL_PRESENCE_ONLINE;
     if (code == WS_CLOSE_UNAUTH) {
         pl__ev_error(c, PL_ETOKEN,
                      "the server refused this device's session (closed with "
@@ -436,7 +470,15 @@ static void on_msg(io *s, json_t *f)
     }
     ev.kind = r == PL__IN_NEW ? PL_EV_MESSAGE : PL_EV_ACK;
     if (r == PL__IN_NEW) s->synced_count++;
+    bool system = r == PL__IN_NEW && strcmp(ev.msg.kind, "system") == 0;
+    char conv[PL_ID_MAX];
+    snprintf(conv, sizeof conv, "%s", ev.msg.conv);
     defer_event(s, &ev);
+    if (system) { /* a group's name or members changed */
+        pl_event ch = {.kind = PL_EV_CONV_CHANGED};
+        snprintf(ch.conv, sizeof ch.conv, "%s", conv);
+        defer_event(s, &ch);
+    }
 }
 
 static void on_ack(io *s, json_t *f)
@@ -511,7 +553,43 @@ static void on_synced(io *s, json_t *f)
         s->pause_until = 0;
         pump_outbox(s);
         send_reads(s);
+        send_presence(s);
+        s->want_convs = true; /* receipts are not replayed: read the markers from the list */
     }
+}
+
+/* GET /v1/convs from the server of this connection, merged into the store: markers of peers
+ * that moved while this device was away, unread counts, new groups. It blocks this thread
+ * for one REST call (rest_timeout_ms at most) after each sync that made the connection live;
+ * frames that come meanwhile wait in the socket. */
+static void fetch_convs(io *s)
+{
+    s->want_convs = false;
+    long status;
+    json_t *resp = NULL;
+    int err = pl__rest_at(s->c, s->url, "GET", "/v1/convs", s->token, NULL, &status, &resp);
+    pl__merge *m = NULL;
+    size_t n = 0;
+    if (err == 0) err = pl__store_convs_merge(s->db, s->me, json_object_get(resp, "convs"), &m, &n);
+    json_decref(resp);
+    if (err) {
+        pl__ev_error(s->c, err, "the conversation list could not be read from the server");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (m[i].peer && (m[i].delivered_moved || m[i].read_moved)) {
+            pl_event ev = {.kind = PL_EV_RECEIPT,
+                           .seq = m[i].read_moved ? m[i].read : m[i].delivered,
+                           .status = m[i].read_moved ? PL_MSG_READ : PL_MSG_DELIVERED};
+            snprintf(ev.conv, sizeof ev.conv, "%s", m[i].conv);
+            snprintf(ev.user, sizeof ev.user, "%s", m[i].user);
+            pl__ev_push(s->c, &ev);
+        }
+        pl_event ev = {.kind = PL_EV_CONV_CHANGED};
+        snprintf(ev.conv, sizeof ev.conv, "%s", m[i].conv);
+        pl__ev_push(s->c, &ev);
+    }
+    free(m);
 }
 
 static void on_receipt(io *s, json_t *f)
@@ -529,6 +607,49 @@ static void on_receipt(io *s, json_t *f)
                    .seq = read ? read : delivered,
                    .status = read ? PL_MSG_READ : PL_MSG_DELIVERED};
     snprintf(ev.conv, sizeof ev.conv, "%s", conv);
+    snprintf(ev.user, sizeof ev.user, "%s", user);
+    defer_event(s, &ev);
+}
+
+static void on_presence(io *s, json_t *f)
+{
+    const char *user = json_string_value(json_object_get(f, "user"));
+    const char *st = json_string_value(json_object_get(f, "status"));
+    if (!user || !st) return;
+    pl_event ev = {.kind = PL_EV_PRESENCE,
+                   .presence = strcmp(st, "online") == 0 ? PL_PRESENCE_ONLINE
+                               : strcmp(st, "away") == 0 ? PL_PRESENCE_AWAY
+                                                         : PL_PRESENCE_OFFLINE,
+                   .last_seen_at = json_integer_value(json_object_get(f, "last_seen_at"))};
+    snprintf(ev.user, sizeof ev.user, "%s", user);
+    defer_event(s, &ev);
+}
+
+static void on_typing(io *s, json_t *f)
+{
+    const char *conv = json_string_value(json_object_get(f, "conv"));
+    const char *user = json_string_value(json_object_get(f, "user"));
+    if (!conv || !user) return;
+    pl_event ev = {.kind = PL_EV_TYPING, .typing = json_is_true(json_object_get(f, "on"))};
+    snprintf(ev.conv, sizeof ev.conv, "%s", conv);
+    snprintf(ev.user, sizeof ev.user, "%s", user);
+    defer_event(s, &ev);
+}
+
+static void on_event_frame(io *s, json_t *f)
+{
+    const char *e = json_string_value(json_object_get(f, "event"));
+    const char *user = json_string_value(json_object_get(f, "user"));
+    if (!e || !user) return; /* prekeys_low and the like are for the e2e layer */
+    pl_event ev = {.kind = PL_EV_CONTACT};
+    if (strcmp(e, "contact_invited") == 0)
+        ev.contact = PL_CONTACT_INCOMING;
+    else if (strcmp(e, "contact_accepted") == 0)
+        ev.contact = PL_CONTACT_FRIEND;
+    else if (strcmp(e, "contact_removed") == 0)
+        ev.contact = PL_CONTACT_NONE;
+    else
+        return;
     snprintf(ev.user, sizeof ev.user, "%s", user);
     defer_event(s, &ev);
 }
@@ -557,8 +678,14 @@ static void on_text(void *ud, const char *msg, size_t len)
         s->ping_out = false;
     } else if (strcmp(type, "receipt") == 0) {
         on_receipt(s, f);
+    } else if (strcmp(type, "presence") == 0) {
+        on_presence(s, f);
+    } else if (strcmp(type, "typing") == 0) {
+        on_typing(s, f);
+    } else if (strcmp(type, "event") == 0) {
+        on_event_frame(s, f);
     }
-    /* presence, typing and frames of later protocol versions are ignored for now */
+    /* frames of later protocol versions are ignored */
     json_decref(f);
 }
 
@@ -624,6 +751,7 @@ static void on_readable(io *s)
     }
     send_recv(s);
     pump_outbox(s);
+    if (s->want_convs && s->phase == IO_LIVE) fetch_convs(s);
 }
 
 static void on_connected(io *s)
@@ -765,6 +893,7 @@ void *pl__engine_main(void *arg)
     s->server = atomic_load(&c->server_idx);
     s->tokens = RATE_BURST;
     s->tokens_at = mono_ms();
+    s->presence_sent = PL_PRESENCE_ONLINE;
     s->next_at = mono_ms();
     set_state(s, IO_IDLE);
 
@@ -777,6 +906,8 @@ void *pl__engine_main(void *arg)
             pump_outbox(s);
             send_reads(s);
         }
+        send_frames(s);
+        send_presence(s);
         timers(s);
         if (s->fd >= 0 && s->phase != IO_TCP && !flush_out(s))
             drop(s, PL_ENET, "the connection broke while writing");

@@ -140,9 +140,9 @@ void pl_event_clear(pl_event *ev)
 
 const char *pl_event_kind_name(pl_event_kind k)
 {
-    static const char *const names[] = {"none",       "state",    "message", "ack",
-                                        "msg_failed", "synced",   "error",   "overflow",
-                                        "receipt",    "presence", "typing",  "conv_changed"};
+    static const char *const names[] = {
+        "none",     "state",   "message",  "ack",    "msg_failed",   "synced", "error",
+        "overflow", "receipt", "presence", "typing", "conv_changed", "contact"};
     return (unsigned)k < sizeof names / sizeof names[0] ? names[k] : "unknown";
 }
 

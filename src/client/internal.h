@@ -57,7 +57,15 @@ struct pl_client {
     pl_state state;        /* as published by the I/O thread */
     char *io_token;        /* the token the engine uses (a copy, replaced at each connect) */
     atomic_int server_idx; /* the server that worked last (REST starts there) */
+    pl_presence presence;  /* as the application wants it (online or away) */
+    struct pl__frame *fr_head, *fr_tail; /* ephemeral frames (typing) for the engine to send */
 };
+
+/* A frame that is sent when online and dropped otherwise (typing). */
+typedef struct pl__frame {
+    struct pl__frame *next;
+    char *text;
+} pl__frame;
 
 /* ---- errors.c */
 /* Records err and a sentence in c->errmsg (NULL: pl_strerror(err)); returns err. */
@@ -81,6 +89,10 @@ void pl__ev_error(pl_client *c, int err, const char *text);
 int pl__rest(pl_client *c, const char *method, const char *path, const char *token, json_t *body,
              long *status, json_t **resp);
 void pl__user_from_json(pl_user *u, json_t *j);
+/* The same, to one server given by base URL, writing no client field (the I/O thread uses it);
+ * errors are only returned. */
+int pl__rest_at(pl_client *c, const char *base, const char *method, const char *path,
+                const char *token, json_t *body, long *status, json_t **resp);
 
 /* ---- store.c (either thread, on that thread's own connection) */
 int pl__store_open(const char *path, sqlite3 **out);
@@ -125,6 +137,26 @@ int pl__store_fail(sqlite3 *db, int64_t local_id, pl_msg *out);
 /* Moves a peer's markers forward (never back); 1 when something moved. */
 int pl__store_receipt(sqlite3 *db, const char *me, const char *conv, const char *user,
                       int64_t delivered, int64_t read);
+
+/* One conversation of GET /v1/convs merged into the store (inside the caller's transaction):
+ * what moved, for the events. */
+typedef struct pl__merge {
+    char conv[PL_ID_MAX];
+    char user[PL_ID_MAX]; /* direct: the peer */
+    bool peer;
+    bool changed, delivered_moved, read_moved;
+    int64_t delivered, read;
+} pl__merge;
+int pl__store_conv_merge(sqlite3 *db, const char *me, json_t *cv, pl__merge *out);
+/* Merges the answer of GET /v1/convs (its "convs" array) in one transaction; *moved (may be
+ * NULL) gets the merges, *n their count; caller frees *moved. */
+int pl__store_convs_merge(sqlite3 *db, const char *me, json_t *convs, pl__merge **moved, size_t *n);
+/* A group as the server described it: the conversation, its name and (m not NULL) members. */
+int pl__store_group_put(sqlite3 *db, const char *id, const char *name, const pl_member *m,
+                        size_t n);
+int pl__store_conv_forget_member(sqlite3 *db, const char *conv, const char *user);
+/* A user's name for sentences: username, else display name, else the id. */
+void pl__store_user_label(sqlite3 *db, const char *me, const char *id, char *out, size_t cap);
 
 /* Calls fn for every conversation whose read marker moved since it was last sent, and records
  * it as sent (own transaction). */

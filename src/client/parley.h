@@ -20,10 +20,10 @@
  * library's I/O thread never calls back into the application: everything it has to say is an
  * event. pl_client_fd() may be polled from anywhere.
  *
- * Only the parts the server speaks today are implemented: accounts, sessions, users, devices,
- * one-on-one messages, sync and acks, plus the receipt frame (delivered / read markers) as the
- * server sends it. Event kinds for presence and typing, and the group fields, are reserved so
- * that applications written now keep compiling when they arrive.
+ * What is implemented: accounts, sessions, users, devices, direct and group messages, sync and
+ * acks, receipts (delivered / read markers), groups (create, rename, members, roles, leave),
+ * contacts and invitations, blocks, typing and presence, and the server's conversation list
+ * merged into the store (also after every reconnect, so markers that moved meanwhile apply).
  */
 #ifndef PARLEY_H
 #define PARLEY_H
@@ -232,7 +232,7 @@ typedef struct pl_msg {
     int64_t reply_to; /* seq replied to, 0 for none */
     bool outgoing;    /* sent by this user (from any of its devices) */
     pl_msg_status status;
-    char kind[16]; /* "text", "media", "sticker" */
+    char kind[16]; /* "text", "media", "sticker", "system" (group changes), ... */
     char *body;    /* the body as JSON text; owned by the struct */
     char *text;    /* body.text of a text message, else NULL; owned by the struct */
 } pl_msg;
@@ -242,7 +242,8 @@ void pl_msg_clear(pl_msg *m);
 /* Clears and frees an array of n messages. NULL is fine. */
 void pl_msgs_free(pl_msg *msgs, size_t n);
 
-/* Writes a text message to user `to` (an id "u_...") into the outbox and, when connected,
+/* Writes a text message to user `to` (an id "u_...", or a group "g_..." of which this user is a
+ * member: the server hands it to every member) into the outbox and, when connected,
  * sends it; offline it waits in the outbox and goes out, in order, after the next connect. The
  * cmid is made here once and kept, so a resend can never make a second message. *out (may be
  * NULL) gets the pending message; the caller clears it. Returns 0. The server's verdict comes
@@ -258,19 +259,25 @@ int pl_msgs_history(pl_client *c, const char *conv, int64_t before_local_id, int
                     pl_msg **out, size_t *n);
 /* Messages still pending in the outbox, in sending order; *out as above. */
 int pl_outbox_list(pl_client *c, pl_msg **out, size_t *n);
+/* A sentence for people describing a `system` message of a group ("alice added bob", "bob
+ * left", "alice renamed the group to Friends"), with names from the store. Writes "" and
+ * returns PL_EINVAL for other kinds. out: cap bytes (UTF-8, cut on a character boundary). */
+int pl_msg_system_text(pl_client *c, const pl_msg *m, char *out, size_t cap);
 
 /* ----------------------------------------------------------------------------- conversations */
 
 typedef struct pl_conv {
     char id[PL_ID_MAX];
-    bool group;                  /* reserved: always false until the server has groups */
+    bool group;                  /* a group ("g_..."), else a direct conversation */
     char peer[PL_ID_MAX];        /* direct: the other user ("" if not known yet) */
-    char title[PL_NAME_MAX * 4]; /* the peer's display name, else username, else the id */
+    char title[PL_NAME_MAX * 4]; /* group: its name; direct: the peer's display name, else
+                                    username, else the id */
     int64_t last_seq;
     int64_t last_ts;
     int64_t read_seq;       /* this user has read up to here (local marker) */
-    int64_t peer_delivered; /* receipts: the peer's device holds up to here */
-    int64_t peer_read;      /* receipts: the peer read up to here */
+    int64_t peer_delivered; /* receipts: the peer's device holds up to here (group: every
+                               other member known to this device) */
+    int64_t peer_read;      /* receipts: the peer read up to here (group: as above) */
     int unread;             /* messages from others after read_seq */
     int pending;            /* messages of this conversation in the outbox */
     char preview[96];       /* the start of the last message's text (UTF-8, may be cut) */
@@ -282,25 +289,117 @@ int pl_convs_list(pl_client *c, pl_conv **out, size_t *n);
 int pl_conv_get(pl_client *c, const char *conv, pl_conv *out);
 /* The id of the direct conversation of this user with `peer` (out: PL_ID_MAX bytes). */
 int pl_conv_direct(pl_client *c, const char *peer, char out[PL_ID_MAX]);
-/* Marks the conversation read up to its last message (local unread count to 0). When the
- * server speaks read receipts, this is where they will be sent from. */
+/* Marks the conversation read up to its last message (local unread count to 0); the engine
+ * sends the read marker to the server when it is online. */
 int pl_conv_mark_read(pl_client *c, const char *conv);
+/* GET /v1/convs, merged into the store: new conversations appear (groups with their names),
+ * unread counts follow the server where its read marker is not behind this device's, the
+ * peer's delivered / read markers move forward. The engine does the same after every
+ * (re)connect by itself. Returns the number of conversations the server listed. */
+int pl_convs_sync(pl_client *c);
+
+/* ------------------------------------------------------------------------------------ groups */
+
+typedef struct pl_member {
+    char user[PL_ID_MAX];
+    char role[16]; /* "owner", "admin" or "member" */
+    int64_t joined_at;
+} pl_member;
+
+typedef struct pl_group {
+    char id[PL_ID_MAX];
+    char name[PL_NAME_MAX * 4];
+    int64_t last_seq;
+    int64_t created_at;
+    pl_member *members; /* owned by the struct: pl_group_clear */
+    size_t nmembers;
+} pl_group;
+
+void pl_group_clear(pl_group *g);
+/* POST /v1/groups: this user is the owner, `members` (user ids, may be NULL when n is 0) are
+ * members. *out (may be NULL) gets the group; the caller clears it. The conversation is in the
+ * store at once. */
+int pl_group_create(pl_client *c, const char *name, const char *const *members, size_t n,
+                    pl_group *out);
+/* GET /v1/groups/{g} (members only). */
+int pl_group_get(pl_client *c, const char *group, pl_group *out);
+/* PATCH /v1/groups/{g} {name} (owner, admin). */
+int pl_group_rename(pl_client *c, const char *group, const char *name);
+/* POST /v1/groups/{g}/members (owner, admin); returns how many were added (0 if all were
+ * members already). */
+int pl_group_add(pl_client *c, const char *group, const char *const *users, size_t n);
+/* DELETE /v1/groups/{g}/members/{user}: the owner removes anyone, an admin plain members. */
+int pl_group_remove(pl_client *c, const char *group, const char *user);
+/* Leaves the group (removes oneself). */
+int pl_group_leave(pl_client *c, const char *group);
+/* PATCH /v1/groups/{g}/members/{user} {role}: "admin", "member" or "owner" (owner only; making
+ * someone owner makes this user admin). */
+int pl_group_set_role(pl_client *c, const char *group, const char *user, const char *role);
+
+/* ---------------------------------------------------------------------- contacts and blocks */
+
+typedef enum pl_contact_state {
+    PL_CONTACT_NONE = 0,     /* no relation (an invitation declined, a contact removed) */
+    PL_CONTACT_OUTGOING = 1, /* this user invited them */
+    PL_CONTACT_INCOMING = 2, /* they invited this user */
+    PL_CONTACT_FRIEND = 3,
+} pl_contact_state;
+
+typedef struct pl_contact {
+    pl_user user;
+    pl_contact_state state;
+    int64_t since;
+} pl_contact;
+
+/* GET /v1/contacts: friends and invitations both ways; *out owned by the caller: pl_free. The
+ * users are remembered in the store. */
+int pl_contacts_fetch(pl_client *c, pl_contact **out, size_t *n);
+/* PUT /v1/contacts/{user}: invites, or accepts their invitation. Returns the new state
+ * (PL_CONTACT_OUTGOING or PL_CONTACT_FRIEND) or a negative code. */
+int pl_contact_invite(pl_client *c, const char *user);
+int pl_contact_accept(pl_client *c, const char *user);
+/* DELETE /v1/contacts/{user}: declines an invitation, cancels one's own, or removes a friend. */
+int pl_contact_remove(pl_client *c, const char *user);
+int pl_contact_decline(pl_client *c, const char *user);
+/* PUT / DELETE /v1/blocks/{user}. Blocking also removes the contact. */
+int pl_user_block(pl_client *c, const char *user);
+int pl_user_unblock(pl_client *c, const char *user);
+/* GET /v1/blocks: the blocked users' ids (only `id` is set); *out owned by the caller: pl_free. */
+int pl_blocks_list(pl_client *c, pl_user **out, size_t *n);
+
+/* ------------------------------------------------------------------------- typing, presence */
+
+typedef enum pl_presence {
+    PL_PRESENCE_OFFLINE = 0,
+    PL_PRESENCE_ONLINE = 1,
+    PL_PRESENCE_AWAY = 2,
+} pl_presence;
+
+const char *pl_presence_name(pl_presence p);
+/* Tells the members of conv that this user is typing (on) or stopped. Never stored or queued:
+ * dropped when not online. Applications throttle it (the server relays every frame). */
+int pl_typing_send(pl_client *c, const char *conv, bool on);
+/* This device's presence: PL_PRESENCE_ONLINE or PL_PRESENCE_AWAY (the app is in the
+ * background). Kept by the client and sent again after every reconnect. */
+int pl_presence_set(pl_client *c, pl_presence p);
 
 /* ------------------------------------------------------------------------------------ events */
 
 typedef enum pl_event_kind {
     PL_EV_NONE = 0,
-    PL_EV_STATE = 1,        /* the connection state changed: state */
-    PL_EV_MESSAGE = 2,      /* a new message was stored (any sender, after dedup): msg */
-    PL_EV_ACK = 3,          /* an outbox message was committed by the server: msg (seq set) */
-    PL_EV_MSG_FAILED = 4,   /* the server refused an outbox message for good: msg, error, text */
-    PL_EV_SYNCED = 5,       /* a catch-up finished: count = messages it stored, pos */
-    PL_EV_ERROR = 6,        /* something went wrong: error, text (the engine keeps trying) */
-    PL_EV_OVERFLOW = 7,     /* events were dropped (the queue was full): re-read the store */
-    PL_EV_RECEIPT = 8,      /* a peer's delivered / read marker moved: conv, user, seq, status */
-    PL_EV_PRESENCE = 9,     /* reserved: presence of a contact */
-    PL_EV_TYPING = 10,      /* reserved: typing in a conversation */
-    PL_EV_CONV_CHANGED = 11 /* reserved: group membership or settings changed */
+    PL_EV_STATE = 1,         /* the connection state changed: state */
+    PL_EV_MESSAGE = 2,       /* a new message was stored (any sender, after dedup): msg */
+    PL_EV_ACK = 3,           /* an outbox message was committed by the server: msg (seq set) */
+    PL_EV_MSG_FAILED = 4,    /* the server refused an outbox message for good: msg, error, text */
+    PL_EV_SYNCED = 5,        /* a catch-up finished: count = messages it stored, pos */
+    PL_EV_ERROR = 6,         /* something went wrong: error, text (the engine keeps trying) */
+    PL_EV_OVERFLOW = 7,      /* events were dropped (the queue was full): re-read the store */
+    PL_EV_RECEIPT = 8,       /* a peer's delivered / read marker moved: conv, user, seq, status */
+    PL_EV_PRESENCE = 9,      /* a contact or fellow member: user, presence, last_seen_at */
+    PL_EV_TYPING = 10,       /* a member is typing in conv (typing true) or stopped: conv, user */
+    PL_EV_CONV_CHANGED = 11, /* a conversation's name, members or list entry changed: conv */
+    PL_EV_CONTACT = 12       /* an invitation came, was accepted, or a contact went: user,
+                                contact (INCOMING, FRIEND or NONE) */
 } pl_event_kind;
 
 typedef struct pl_event {
@@ -315,6 +414,10 @@ typedef struct pl_event {
     pl_msg_status status; /* PL_EV_RECEIPT: PL_MSG_DELIVERED or PL_MSG_READ */
     int64_t count;
     int64_t pos;
+    pl_presence presence;     /* PL_EV_PRESENCE */
+    int64_t last_seen_at;     /* PL_EV_PRESENCE: 0 when hidden */
+    bool typing;              /* PL_EV_TYPING */
+    pl_contact_state contact; /* PL_EV_CONTACT */
 } pl_event;
 
 /* A file descriptor that is readable while events are queued (level-triggered; owned by the

@@ -137,6 +137,36 @@ int pl__rest(pl_client *c, const char *method, const char *path, const char *tok
     return err;
 }
 
+int pl__rest_at(pl_client *c, const char *base, const char *method, const char *path,
+                const char *token, json_t *body, long *status, json_t **resp)
+{
+    pthread_once(&curl_once, curl_init_once);
+    *status = 0;
+    if (resp) *resp = NULL;
+    char *btext = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    if (body && !btext) return PL_ENOMEM;
+    buf_t out;
+    buf_init(&out);
+    CURLcode rc = one(c, base, method, path, token, btext, status, &out);
+    free(btext);
+    if (rc != CURLE_OK) {
+        buf_free(&out);
+        return rc == CURLE_OPERATION_TIMEDOUT ? PL_ETIMEDOUT : PL_ENET;
+    }
+    json_t *j = out.len ? json_loadb((const char *)out.data, out.len, 0, NULL) : NULL;
+    buf_free(&out);
+    int err = 0;
+    if (*status < 200 || *status >= 300) {
+        json_t *e = json_object_get(j, "error");
+        err = pl__map_error(*status, json_string_value(json_object_get(e, "code")));
+    }
+    if (resp)
+        *resp = j;
+    else
+        json_decref(j);
+    return err;
+}
+
 static void scopy(char *dst, size_t cap, json_t *v)
 {
     snprintf(dst, cap, "%s", json_is_string(v) ? json_string_value(v) : "");

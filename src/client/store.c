@@ -5,7 +5,8 @@
  *   users     every user this device has seen: senders, recipients, search results
  *   convs     one row per conversation: peer, last seq, the local read marker, the peer's
  *             delivered / read markers (receipts), the unread count
- *   members   reserved for group conversations (members and roles), empty today
+ *   members   members of groups with their roles and delivered / read markers (from the
+ *             server's group answers, system messages and receipts)
  *   messages  received and sent messages alike. Sent ones start as the outbox (state pending,
  *             seq NULL, a cmid made once) and become sent with the ack's (conv, seq).
  *             (conv, seq) is unique: a repeat from the server is dropped there. (dev, cmid) is
@@ -51,7 +52,23 @@ static const char *const migrations[] = {
     "CREATE INDEX messages_outbox ON messages(local_id) WHERE state = 0;",
     /* 2: the read marker as last sent to the server (read receipts) */
     "ALTER TABLE convs ADD COLUMN read_sent INTEGER NOT NULL DEFAULT 0;",
+    /* 3: group names */
+    "ALTER TABLE convs ADD COLUMN name TEXT NOT NULL DEFAULT '';",
 };
+
+static bool is_group(const char *conv)
+{
+    return conv && strncmp(conv, "g_", 2) == 0;
+}
+
+/* Kinds the unread count covers (as the server's: protocol.md, conversation). */
+static bool counts_unread(const char *kind)
+{
+    static const char *const k[] = {"text", "media", "sticker", "e2e", "game"};
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
+        if (strcmp(kind, k[i]) == 0) return true;
+    return false;
+}
 
 static int exec(sqlite3 *db, const char *sql)
 {
@@ -405,11 +422,14 @@ int pl__store_outbox(sqlite3 *db, int64_t after_local_id, int limit, pl_msg **ou
 /* Creates the conversation row if needed; peer may be "" (unknown). */
 static int conv_touch(sqlite3 *db, const char *conv, const char *peer)
 {
-    sqlite3_stmt *st = prep(db, "INSERT INTO convs(id, peer) VALUES(?1, ?2) ON CONFLICT(id) "
-                                "DO UPDATE SET peer = CASE WHEN peer = '' THEN ?2 ELSE peer END");
+    bool grp = is_group(conv);
+    sqlite3_stmt *st =
+        prep(db, "INSERT INTO convs(id, peer, grp) VALUES(?1, ?2, ?3) ON CONFLICT(id) "
+                 "DO UPDATE SET peer = CASE WHEN peer = '' THEN ?2 ELSE peer END");
     if (!st) return PL_ESTORE;
     sqlite3_bind_text(st, 1, conv, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, peer ? peer : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, peer && !grp ? peer : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 3, grp);
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
     return rc == SQLITE_DONE ? 0 : PL_ESTORE;
@@ -423,7 +443,7 @@ int pl__store_outbox_add(sqlite3 *db, const char *me, const char *dev, const cha
     id_new(cmid, "c_"); /* made once, here; every resend uses it */
     if (pl__store_begin(db) != 0) return PL_ESTORE;
     int err = PL_ESTORE;
-    if (conv_touch(db, conv, to) != 0 || user_touch(db, to) != 0) goto out;
+    if (conv_touch(db, conv, to) != 0 || (!is_group(to) && user_touch(db, to) != 0)) goto out;
     sqlite3_stmt *st =
         prep(db, "INSERT INTO messages(conv, sender, dev, cmid, recipient, ts, kind, body, "
                  "reply_to, state) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, 0)");
@@ -494,6 +514,86 @@ static void guess_peer(sqlite3 *db, const char *me, const char *conv, char *peer
     sqlite3_finalize(st);
 }
 
+static int run1(sqlite3 *db, const char *sql, const char *a, const char *b, const char *c3)
+{
+    sqlite3_stmt *st = prep(db, sql);
+    if (!st) return PL_ESTORE;
+    if (a) sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
+    if (b) sqlite3_bind_text(st, 2, b, -1, SQLITE_STATIC);
+    if (c3) sqlite3_bind_text(st, 3, c3, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : PL_ESTORE;
+}
+
+static int member_put(sqlite3 *db, const char *conv, const char *user, const char *role)
+{
+    if (!user || !*user) return 0;
+    if (user_touch(db, user) != 0) return PL_ESTORE;
+    return run1(db,
+                "INSERT INTO members(conv, user, role) VALUES(?1, ?2, ?3) ON CONFLICT(conv, user) "
+                "DO UPDATE SET role = CASE WHEN ?3 = '' THEN role ELSE ?3 END",
+                conv, user, role ? role : "");
+}
+
+static int member_del(sqlite3 *db, const char *conv, const char *user)
+{
+    if (!user) return 0;
+    return run1(db, "DELETE FROM members WHERE conv = ?1 AND user = ?2", conv, user, NULL);
+}
+
+static int conv_set_name(sqlite3 *db, const char *conv, const char *name)
+{
+    if (!name) return 0;
+    return run1(db, "UPDATE convs SET name = ?2 WHERE id = ?1", conv, name, NULL);
+}
+
+/* A group's system message: its name and its members as the store knows them. */
+static int group_system(sqlite3 *db, const char *me, const char *conv, json_t *b)
+{
+    const char *ev = json_string_value(json_object_get(b, "event"));
+    const char *by = json_string_value(json_object_get(b, "by"));
+    const char *user = json_string_value(json_object_get(b, "user"));
+    json_t *users = json_object_get(b, "users");
+    int err = 0;
+    if (!ev) return 0;
+    if (strcmp(ev, "created") == 0) {
+        err = conv_set_name(db, conv, json_string_value(json_object_get(b, "name")));
+        if (!err) err = member_put(db, conv, by, "owner");
+    } else if (strcmp(ev, "changed") == 0) {
+        err = conv_set_name(db, conv, json_string_value(json_object_get(b, "name")));
+    } else if (strcmp(ev, "removed") == 0 || strcmp(ev, "left") == 0) {
+        err = member_del(db, conv, user);
+    } else if (strcmp(ev, "role") == 0) {
+        err = member_put(db, conv, user, json_string_value(json_object_get(b, "role")));
+    }
+    if (strcmp(ev, "created") == 0 || strcmp(ev, "added") == 0) {
+        size_t i;
+        json_t *u;
+        json_array_foreach(users, i, u)
+        {
+            if (!err) err = member_put(db, conv, json_string_value(u), "member");
+        }
+    }
+    (void)me;
+    return err;
+}
+
+int pl__store_group_put(sqlite3 *db, const char *id, const char *name, const pl_member *m, size_t n)
+{
+    if (!is_group(id)) return PL_EINVAL;
+    int err = conv_touch(db, id, "");
+    if (!err && name && *name) err = conv_set_name(db, id, name);
+    if (!err && m) err = run1(db, "DELETE FROM members WHERE conv = ?1", id, NULL, NULL);
+    for (size_t i = 0; !err && m && i < n; i++) err = member_put(db, id, m[i].user, m[i].role);
+    return err;
+}
+
+int pl__store_conv_forget_member(sqlite3 *db, const char *conv, const char *user)
+{
+    return member_del(db, conv, user);
+}
+
 int pl__store_incoming(sqlite3 *db, const char *me, const char *mydev, json_t *m, pl_msg *out)
 {
     const char *conv = json_string_value(json_object_get(m, "conv"));
@@ -561,13 +661,17 @@ int pl__store_incoming(sqlite3 *db, const char *me, const char *mydev, json_t *m
     if (sqlite3_changes(db) == 0) return PL__IN_DUP;
     int64_t id = sqlite3_last_insert_rowid(db);
 
-    char peer[ID_MAX];
-    if (mine)
+    char peer[ID_MAX] = "";
+    if (is_group(conv))
+        peer[0] = 0;
+    else if (mine)
         guess_peer(db, me, conv, peer, sizeof peer);
     else
         copy(peer, sizeof peer, from);
     if (user_touch(db, from) != 0 || conv_touch(db, conv, peer) != 0 ||
-        conv_advance(db, conv, seq, ts, !mine) != 0)
+        conv_advance(db, conv, seq, ts, !mine && counts_unread(kind)) != 0)
+        return PL_ESTORE;
+    if (strcmp(kind, "system") == 0 && is_group(conv) && group_system(db, me, conv, body) != 0)
         return PL_ESTORE;
     int err = pl__store_msg_get(db, id, out);
     return err ? err : PL__IN_NEW;
@@ -619,6 +723,33 @@ int pl__store_receipt(sqlite3 *db, const char *me, const char *conv, const char 
 {
     bool self = strcmp(user, me) == 0;
     if (conv_touch(db, conv, self ? "" : user) != 0) return PL_ESTORE;
+    if (is_group(conv) && !self) {
+        /* one member's markers; the conversation's are the lowest of the other members known */
+        sqlite3_stmt *st = prep(
+            db, "INSERT INTO members(conv, user, delivered, read) VALUES(?1, ?2, max(?3, ?4), ?4) "
+                "ON CONFLICT(conv, user) DO UPDATE SET delivered = max(delivered, ?3, ?4), "
+                "read = max(read, ?4)");
+        if (!st) return PL_ESTORE;
+        sqlite3_bind_text(st, 1, conv, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, user, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, delivered);
+        sqlite3_bind_int64(st, 4, read);
+        int rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE) return PL_ESTORE;
+        st = prep(db, "UPDATE convs SET "
+                      "peer_delivered = coalesce((SELECT min(delivered) FROM members "
+                      "  WHERE conv = ?1 AND user != ?2), 0), "
+                      "peer_read = coalesce((SELECT min(read) FROM members "
+                      "  WHERE conv = ?1 AND user != ?2), 0) WHERE id = ?1");
+        if (!st) return PL_ESTORE;
+        sqlite3_bind_text(st, 1, conv, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, me, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE) return PL_ESTORE;
+        return 1;
+    }
     /* Our own read marker moved on another device: nothing is unread here either. */
     const char *sql = self ? "UPDATE convs SET read_seq = max(read_seq, ?3), "
                              "read_sent = max(read_sent, ?3), "
@@ -645,7 +776,8 @@ int pl__store_convs(sqlite3 *db, const char *conv, pl_conv **out, size_t *n)
     *out = NULL;
     *n = 0;
     sqlite3_stmt *st =
-        prep(db, "SELECT c.id, c.grp, c.peer, coalesce(nullif(u.display_name, ''), "
+        prep(db, "SELECT c.id, c.grp, c.peer, coalesce(nullif(c.name, ''), "
+                 "nullif(u.display_name, ''), "
                  "nullif(u.username, ''), nullif(c.peer, ''), c.id), c.last_seq, c.last_ts, "
                  "c.read_seq, c.peer_delivered, c.peer_read, c.unread, "
                  "(SELECT count(*) FROM messages p WHERE p.conv = c.id AND p.state = 0), "
@@ -729,4 +861,131 @@ int pl__store_take_reads(sqlite3 *db, void (*fn)(void *ud, const char *conv, int
         return PL_ESTORE;
     }
     return pl__store_commit(db);
+}
+
+/* The markers and counts of one conversation, to tell what a merge changed. */
+typedef struct conv_state {
+    bool found;
+    int64_t peer_delivered, peer_read, read_seq;
+    int unread;
+    char name[PL_NAME_MAX * 4];
+} conv_state;
+
+static int conv_state_get(sqlite3 *db, const char *conv, conv_state *cs)
+{
+    memset(cs, 0, sizeof *cs);
+    sqlite3_stmt *st = prep(
+        db, "SELECT peer_delivered, peer_read, read_seq, unread, name FROM convs WHERE id = ?");
+    if (!st) return PL_ESTORE;
+    sqlite3_bind_text(st, 1, conv, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        cs->found = true;
+        cs->peer_delivered = sqlite3_column_int64(st, 0);
+        cs->peer_read = sqlite3_column_int64(st, 1);
+        cs->read_seq = sqlite3_column_int64(st, 2);
+        cs->unread = sqlite3_column_int(st, 3);
+        copy(cs->name, sizeof cs->name, col_text(st, 4));
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : PL_ESTORE;
+}
+
+int pl__store_conv_merge(sqlite3 *db, const char *me, json_t *cv, pl__merge *out)
+{
+    memset(out, 0, sizeof *out);
+    const char *id = json_string_value(json_object_get(cv, "id"));
+    if (!id || !*id) return PL_EPROTO;
+    snprintf(out->conv, sizeof out->conv, "%s", id);
+    const char *peer = json_string_value(json_object_get(cv, "peer"));
+    const char *name = json_string_value(json_object_get(cv, "name"));
+    int64_t read = json_integer_value(json_object_get(cv, "read_seq"));
+    int64_t unread = json_integer_value(json_object_get(cv, "unread"));
+    int64_t pdel = json_integer_value(json_object_get(cv, "peer_delivered_seq"));
+    int64_t pread = json_integer_value(json_object_get(cv, "peer_read_seq"));
+    int64_t last_ts = json_integer_value(json_object_get(json_object_get(cv, "last"), "ts"));
+    conv_state before, after;
+    if (conv_state_get(db, id, &before) != 0) return PL_ESTORE;
+    if (peer && *peer && user_touch(db, peer) != 0) return PL_ESTORE;
+    if (conv_touch(db, id, peer) != 0) return PL_ESTORE;
+    if (is_group(id) && name && *name && conv_set_name(db, id, name) != 0) return PL_ESTORE;
+    /* SQLite evaluates every expression against the row as it was before the UPDATE. The
+     * unread count follows the server unless this device's read marker is ahead (not sent yet). */
+    sqlite3_stmt *st = prep(db, "UPDATE convs SET last_ts = max(last_ts, ?2), "
+                                "read_seq = max(read_seq, ?3), read_sent = max(read_sent, ?3), "
+                                "unread = CASE WHEN ?3 >= read_seq THEN ?4 ELSE unread END, "
+                                "peer_delivered = max(peer_delivered, ?5, ?6), "
+                                "peer_read = max(peer_read, ?6) WHERE id = ?1");
+    if (!st) return PL_ESTORE;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, last_ts);
+    sqlite3_bind_int64(st, 3, read);
+    sqlite3_bind_int64(st, 4, unread);
+    sqlite3_bind_int64(st, 5, is_group(id) ? 0 : pdel);
+    sqlite3_bind_int64(st, 6, is_group(id) ? 0 : pread);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE || conv_state_get(db, id, &after) != 0) return PL_ESTORE;
+    (void)me;
+    out->peer = peer && *peer ? true : false;
+    if (out->peer) snprintf(out->user, sizeof out->user, "%s", peer);
+    out->delivered_moved = after.peer_delivered > before.peer_delivered;
+    out->read_moved = after.peer_read > before.peer_read;
+    out->delivered = after.peer_delivered;
+    out->read = after.peer_read;
+    out->changed = !before.found || out->delivered_moved || out->read_moved ||
+                   after.unread != before.unread || after.read_seq != before.read_seq ||
+                   strcmp(after.name, before.name) != 0;
+    return 0;
+}
+
+int pl__store_convs_merge(sqlite3 *db, const char *me, json_t *convs, pl__merge **moved, size_t *n)
+{
+    *n = 0;
+    if (moved) *moved = NULL;
+    if (!json_is_array(convs)) return PL_EPROTO;
+    size_t cnt = json_array_size(convs);
+    pl__merge *m = calloc(cnt ? cnt : 1, sizeof *m);
+    if (!m) return PL_ENOMEM;
+    if (pl__store_begin(db) != 0) {
+        free(m);
+        return PL_ESTORE;
+    }
+    int err = 0;
+    for (size_t i = 0; !err && i < cnt; i++) {
+        err = pl__store_conv_merge(db, me, json_array_get(convs, i), &m[*n]);
+        if (err == PL_EPROTO) {
+            err = 0;
+            continue;
+        }
+        if (!err && m[*n].changed) (*n)++;
+    }
+    if (err || pl__store_commit(db) != 0) {
+        pl__store_rollback(db);
+        free(m);
+        *n = 0;
+        return err ? err : PL_ESTORE;
+    }
+    if (moved)
+        *moved = m;
+    else
+        free(m);
+    return 0;
+}
+
+void pl__store_user_label(sqlite3 *db, const char *me, const char *id, char *out, size_t cap)
+{
+    pl_user u;
+    copy(out, cap, id);
+    if (!id) return;
+    if (me && strcmp(me, id) == 0) {
+        char name[PL_NAME_MAX];
+        if (pl__meta_get(db, "username", name, sizeof name) == 0 && name[0]) copy(out, cap, name);
+        return;
+    }
+    if (pl__store_user_get(db, id, &u) != 0) return;
+    if (u.username[0])
+        copy(out, cap, u.username);
+    else if (u.display_name[0])
+        copy(out, cap, u.display_name);
 }

@@ -145,13 +145,18 @@ static void print_msg(pl_client *c, const pl_msg *m)
     tui_time(m->ts, when, sizeof when, true);
     tui_user_label(c, m->from, who, sizeof who);
     const char *mark = tui_mark(m);
-    if (m->text)
+    char sys[512];
+    if (pl_msg_system_text(c, m, sys, sizeof sys) == 0)
+        printf("[%s] * %s\n", when, sys);
+    else if (m->text)
         printf("[%s] %s: %s%s%s\n", when, who, m->text, *mark ? "  " : "", mark);
     else
         printf("[%s] %s: [%s] %s%s%s\n", when, who, m->kind, m->body, *mark ? "  " : "", mark);
 }
 
 /* ---------------------------------------------------------------------------- commands */
+
+static int find_group(pl_client *c, const char *name, char id[PL_ID_MAX]);
 
 static int cmd_register(pl_client *c, tui_opts *o, int argc, char **argv, bool login)
 {
@@ -202,8 +207,14 @@ static int cmd_send(pl_client *c, tui_opts *o, int argc, char **argv)
     int rc = need_session(c, &s);
     if (rc) return rc;
     pl_user u;
-    int err = pl_user_resolve(c, argv[1], &u);
-    if (err) return tui_fail(c, argv[1], err);
+    int err = 0;
+    if (strncmp(argv[1], "g_", 2) == 0 || argv[1][0] == '#') { /* a group: by id or #name */
+        memset(&u, 0, sizeof u);
+        if (argv[1][0] == '#' && (rc = find_group(c, argv[1] + 1, u.id)) != 0) return rc;
+        if (argv[1][0] != '#') snprintf(u.id, sizeof u.id, "%s", argv[1]);
+    } else if ((err = pl_user_resolve(c, argv[1], &u)) != 0) {
+        return tui_fail(c, argv[1], err);
+    }
     size_t len = 0;
     for (int i = 2; i < argc; i++) len += strlen(argv[i]) + 1;
     char *text = malloc(len + 1);
@@ -266,6 +277,8 @@ static int cmd_history(pl_client *c, tui_opts *o, int argc, char **argv)
     char conv[PL_ID_MAX];
     if (strncmp(argv[1], "p_", 2) == 0 || strncmp(argv[1], "g_", 2) == 0) {
         snprintf(conv, sizeof conv, "%s", argv[1]);
+    } else if (argv[1][0] == '#') { /* a group by name */
+        if ((rc = find_group(c, argv[1] + 1, conv)) != 0) return rc;
     } else {
         pl_user u;
         int err = pl_user_resolve(c, argv[1], &u);
@@ -308,18 +321,185 @@ static void print_users(const pl_user *u, size_t n)
                u[i].id);
 }
 
-static int cmd_contacts(pl_client *c)
+/* contacts: the server's list (friends, invitations both ways); --offline: users this device
+ * has seen. */
+static int cmd_contacts(pl_client *c, tui_opts *o)
 {
-    pl_user *u;
+    pl_session s;
+    int rc = need_session(c, &s);
+    if (rc) return rc;
+    if (o->offline) {
+        pl_user *u;
+        size_t n;
+        int err = pl_contacts_list(c, &u, &n);
+        if (err) return tui_fail(c, "contacts", err);
+        print_users(u, n);
+        pl_free(u);
+        return EXIT_OK;
+    }
+    pl_contact *cs;
     size_t n;
-    int err = pl_contacts_list(c, &u, &n);
+    int err = pl_contacts_fetch(c, &cs, &n);
     if (err) return tui_fail(c, "contacts", err);
-    /* fill in names of users known only by id, when a server answers */
-    for (size_t i = 0; i < n; i++)
-        if (!u[i].username[0] && pl_user_get(c, u[i].id, &u[i]) == PL_ENET) break;
-    print_users(u, n);
-    pl_free(u);
+    static const char *const title[] = {"", "outgoing (invited by you)", "incoming (invitations)",
+                                        "friends"};
+    for (int st = PL_CONTACT_FRIEND; st >= PL_CONTACT_OUTGOING; st--) {
+        bool head = false;
+        for (size_t i = 0; i < n; i++) {
+            if ((int)cs[i].state != st) continue;
+            if (!head) printf("%s:\n", title[st]);
+            head = true;
+            printf("  %-24s %-32s %s\n", cs[i].user.username, cs[i].user.display_name,
+                   cs[i].user.id);
+        }
+    }
+    if (n == 0 && !o->quiet) printf("no contacts\n");
+    pl_free(cs);
     return EXIT_OK;
+}
+
+/* USER (a username or id) to an id, printing the failure. */
+static int resolve(pl_client *c, const char *name, char id[PL_ID_MAX])
+{
+    pl_user u;
+    int err = pl_user_resolve(c, name, &u);
+    if (err) return tui_fail(c, name, err);
+    snprintf(id, PL_ID_MAX, "%s", u.id);
+    return 0;
+}
+
+/* invite / accept / decline / block / unblock USER */
+static int cmd_contact(pl_client *c, tui_opts *o, int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: parley %s USER\n", argv[0]);
+        return EXIT_USAGE;
+    }
+    pl_session s;
+    int rc = need_session(c, &s);
+    if (rc) return rc;
+    char id[PL_ID_MAX];
+    if ((rc = resolve(c, argv[1], id)) != 0) return rc;
+    const char *cmd = argv[0];
+    int err;
+    const char *done;
+    if (strcmp(cmd, "invite") == 0) {
+        err = pl_contact_invite(c, id);
+        done = err == PL_CONTACT_FRIEND ? "friends now (they had invited you)" : "invited";
+    } else if (strcmp(cmd, "accept") == 0) {
+        err = pl_contact_accept(c, id);
+        done = err == PL_CONTACT_FRIEND ? "friends now" : "invited (there was no invitation)";
+    } else if (strcmp(cmd, "decline") == 0) {
+        err = pl_contact_decline(c, id);
+        done = "declined";
+    } else if (strcmp(cmd, "block") == 0) {
+        err = pl_user_block(c, id);
+        done = "blocked";
+    } else {
+        err = pl_user_unblock(c, id);
+        done = "unblocked";
+    }
+    if (err < 0) return tui_fail(c, cmd, err);
+    if (!o->quiet) printf("%s: %s\n", argv[1], done);
+    return EXIT_OK;
+}
+
+/* A group by id ("g_...") or by name among this device's conversations. */
+static int find_group(pl_client *c, const char *name, char id[PL_ID_MAX])
+{
+    if (strncmp(name, "g_", 2) == 0) {
+        snprintf(id, PL_ID_MAX, "%s", name);
+        return 0;
+    }
+    pl_conv *cv;
+    size_t n;
+    if (pl_convs_list(c, &cv, &n) != 0) return tui_fail(c, "groups", PL_ESTORE);
+    int found = 0;
+    for (size_t i = 0; i < n; i++)
+        if (cv[i].group && strcmp(cv[i].title, name) == 0) {
+            if (!found) snprintf(id, PL_ID_MAX, "%s", cv[i].id);
+            found++;
+        }
+    pl_free(cv);
+    if (found == 1) return 0;
+    fprintf(stderr, "parley: %s: %s\n", name,
+            found ? "several groups have that name: use its id (parley groups)"
+                  : "no such group on this device (parley groups lists them)");
+    return EXIT_REFUSED;
+}
+
+static int cmd_groups(pl_client *c, tui_opts *o)
+{
+    pl_session s;
+    int rc = need_session(c, &s);
+    if (rc) return rc;
+    if (!o->offline && pl_convs_sync(c) < 0 && !o->quiet)
+        fprintf(stderr, "parley: no server reachable; showing what this device has\n");
+    pl_conv *cv;
+    size_t n;
+    int err = pl_convs_list(c, &cv, &n);
+    if (err) return tui_fail(c, "groups", err);
+    for (size_t i = 0; i < n; i++)
+        if (cv[i].group) printf("%-24s %3d unread  %s\n", cv[i].title, cv[i].unread, cv[i].id);
+    pl_free(cv);
+    return EXIT_OK;
+}
+
+static int cmd_group(pl_client *c, tui_opts *o, int argc, char **argv)
+{
+    const char *sub = argc > 1 ? argv[1] : "";
+    bool create = strcmp(sub, "create") == 0, add = strcmp(sub, "add") == 0,
+         remove = strcmp(sub, "remove") == 0, leave = strcmp(sub, "leave") == 0,
+         rename = strcmp(sub, "rename") == 0;
+    if (!((create && argc >= 3) || ((add || remove) && argc >= 4) || (leave && argc == 3) ||
+          (rename && argc == 4))) {
+        fprintf(stderr, "usage: parley group create NAME [USER...] | add GROUP USER... |\n"
+                        "       remove GROUP USER... | leave GROUP | rename GROUP NAME\n");
+        return EXIT_USAGE;
+    }
+    pl_session s;
+    int rc = need_session(c, &s);
+    if (rc) return rc;
+    char gid[PL_ID_MAX];
+    if (!create && (rc = find_group(c, argv[2], gid)) != 0) return rc;
+    int first = 3, nusers = argc - first;
+    if (leave || rename) nusers = 0;
+    char(*ids)[PL_ID_MAX] = calloc((size_t)nusers + 1, PL_ID_MAX);
+    const char **ptrs = calloc((size_t)nusers + 1, sizeof *ptrs);
+    if (!ids || !ptrs) {
+        free(ids);
+        free(ptrs);
+        return EXIT_LOCAL;
+    }
+    for (int i = 0; i < nusers && rc == 0; i++) {
+        rc = resolve(c, argv[first + i], ids[i]);
+        ptrs[i] = ids[i];
+    }
+    int err = 0;
+    if (rc == 0) {
+        if (create) {
+            pl_group g;
+            err = pl_group_create(c, argv[2], ptrs, (size_t)nusers, &g);
+            if (!err && !o->quiet) printf("created %s (%s)\n", g.name, g.id);
+            pl_group_clear(&g);
+        } else if (add) {
+            err = pl_group_add(c, gid, ptrs, (size_t)nusers);
+            if (err >= 0 && !o->quiet) printf("added %d\n", err);
+        } else if (remove) {
+            for (int i = 0; i < nusers && err == 0; i++) err = pl_group_remove(c, gid, ptrs[i]);
+            if (!err && !o->quiet) printf("removed\n");
+        } else if (leave) {
+            err = pl_group_leave(c, gid);
+            if (!err && !o->quiet) printf("left\n");
+        } else {
+            err = pl_group_rename(c, gid, argv[3]);
+            if (!err && !o->quiet) printf("renamed\n");
+        }
+        if (err < 0) rc = tui_fail(c, "group", err);
+    }
+    free(ids);
+    free(ptrs);
+    return rc;
 }
 
 static int cmd_search(pl_client *c, int argc, char **argv)
@@ -378,9 +558,10 @@ static int cmd_devices(pl_client *c, int argc, char **argv)
 
 int tui_command(tui_opts *o, int argc, char **argv)
 {
-    static const char *const known[] = {"register", "login",  "logout",  "whoami",
-                                        "send",     "sync",   "history", "convs",
-                                        "contacts", "search", "outbox",  "devices"};
+    static const char *const known[] = {"register", "login",   "logout", "whoami",   "send",
+                                        "sync",     "history", "convs",  "contacts", "search",
+                                        "outbox",   "devices", "group",  "groups",   "invite",
+                                        "accept",   "decline", "block",  "unblock"};
     bool ok = false;
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
         if (strcmp(argv[0], known[i]) == 0) ok = true;
@@ -409,7 +590,15 @@ int tui_command(tui_opts *o, int argc, char **argv)
     else if (strcmp(cmd, "convs") == 0)
         rc = cmd_convs(c, o);
     else if (strcmp(cmd, "contacts") == 0)
-        rc = cmd_contacts(c);
+        rc = cmd_contacts(c, o);
+    else if (strcmp(cmd, "group") == 0)
+        rc = cmd_group(c, o, argc, argv);
+    else if (strcmp(cmd, "groups") == 0)
+        rc = cmd_groups(c, o);
+    else if (strcmp(cmd, "invite") == 0 || strcmp(cmd, "accept") == 0 ||
+             strcmp(cmd, "decline") == 0 || strcmp(cmd, "block") == 0 ||
+             strcmp(cmd, "unblock") == 0)
+        rc = cmd_contact(c, o, argc, argv);
     else if (strcmp(cmd, "search") == 0)
         rc = cmd_search(c, argc, argv);
     else if (strcmp(cmd, "outbox") == 0)

@@ -21,9 +21,21 @@
 #include <string.h>
 #include <wchar.h>
 
+#include "common/util.h"
 #include "tui/tui.h"
 
 enum { MODE_CHAT, MODE_NEWCHAT };
+
+#define TYPING_SEND_MS 3000 /* while composing, "typing on" at most this often */
+#define TYPING_SHOW_MS 6000 /* a typing indicator fades without a new "on" */
+#define MAX_SEEN       256
+
+typedef struct seen {
+    char user[PL_ID_MAX];
+    pl_presence presence;
+    char typing_conv[PL_ID_MAX]; /* "" when not typing */
+    int64_t typing_until;
+} seen;
 
 typedef struct ui {
     pl_client *c;
@@ -40,13 +52,43 @@ typedef struct ui {
     int scroll; /* dialog lines scrolled back from the newest */
     edit ed;
     int mode;
-    char status[256];
+    char status[1200];
     char tried[64][PL_ID_MAX]; /* users whose profile was asked for already */
     int ntried;
     bool quit;
+    seen seen[MAX_SEEN]; /* presence and typing of others, from events (never stored) */
+    int nseen;
+    int64_t typing_sent_at; /* when "typing on" last went out, 0 when off */
+    char typing_conv[PL_ID_MAX];
 } ui;
 
+static seen *seen_of(ui *u, const char *user, bool add)
+{
+    for (int i = 0; i < u->nseen; i++)
+        if (strcmp(u->seen[i].user, user) == 0) return &u->seen[i];
+    if (!add || u->nseen == MAX_SEEN) return NULL;
+    seen *s = &u->seen[u->nseen++];
+    memset(s, 0, sizeof *s);
+    snprintf(s->user, sizeof s->user, "%s", user);
+    return s;
+}
+
 /* ------------------------------------------------------------------------------ the data */
+
+/* Asks the server once for the profile of a user the store knows only by id. */
+static void fetch_user(ui *u, const char *id)
+{
+    if (u->state != PL_STATE_ONLINE || !id || strncmp(id, "u_", 2) != 0) return;
+    for (int k = 0; k < u->ntried; k++)
+        if (strcmp(u->tried[k], id) == 0) return;
+    if (u->ntried == 64) return;
+    char label[PL_NAME_MAX * 4];
+    tui_user_label(u->c, id, label, sizeof label);
+    if (strcmp(label, id) != 0) return; /* named already */
+    snprintf(u->tried[u->ntried++], PL_ID_MAX, "%s", id);
+    pl_user usr;
+    pl_user_get(u->c, id, &usr); /* remembered in the store on success */
+}
 
 static void fetch_unknown_peers(ui *u)
 {
@@ -54,13 +96,30 @@ static void fetch_unknown_peers(ui *u)
     for (size_t i = 0; i < u->nconvs; i++) {
         const char *p = u->convs[i].peer;
         if (!p[0] || strcmp(u->convs[i].title, p) != 0) continue; /* no peer, or named */
-        bool tried = false;
-        for (int k = 0; k < u->ntried; k++)
-            if (strcmp(u->tried[k], p) == 0) tried = true;
-        if (tried || u->ntried == 64) continue;
-        snprintf(u->tried[u->ntried++], PL_ID_MAX, "%s", p);
-        pl_user usr;
-        pl_user_get(u->c, p, &usr); /* remembered in the store on success */
+        fetch_user(u, p);
+    }
+}
+
+/* Senders of the open dialog and users named in its system messages. */
+static void fetch_unknown_senders(ui *u)
+{
+    for (size_t i = 0; i < u->nmsgs; i++) {
+        if (!u->msgs[i].outgoing) fetch_user(u, u->msgs[i].from);
+        if (strcmp(u->msgs[i].kind, "system") != 0 || !u->msgs[i].body) continue;
+        /* ids in the body: every "u_..." string */
+        const char *b = u->msgs[i].body;
+        while ((b = strstr(b, "\"u_")) != NULL) {
+            char id[PL_ID_MAX];
+            size_t k = 0;
+            b++;
+            while (b[k] && b[k] != '"' && k < sizeof id - 1) {
+                id[k] = b[k];
+                k++;
+            }
+            id[k] = 0;
+            b += k;
+            fetch_user(u, id);
+        }
     }
 }
 
@@ -72,6 +131,12 @@ static void load_msgs(ui *u)
     if (!u->conv[0]) return;
     pl_msgs_history(u->c, u->conv, 0, 500, &u->msgs, &u->nmsgs);
     pl_conv_mark_read(u->c, u->conv);
+    int before = u->ntried;
+    fetch_unknown_senders(u);
+    if (u->ntried != before) { /* names arrived: read again */
+        pl_msgs_free(u->msgs, u->nmsgs);
+        pl_msgs_history(u->c, u->conv, 0, 500, &u->msgs, &u->nmsgs);
+    }
 }
 
 static void load_convs(ui *u)
@@ -92,7 +157,10 @@ static void load_convs(ui *u)
         if (strcmp(u->convs[i].id, u->conv) == 0) {
             u->sel = (int)i;
             snprintf(u->title, sizeof u->title, "%s", u->convs[i].title);
-            if (u->convs[i].peer[0]) snprintf(u->peer, sizeof u->peer, "%s", u->convs[i].peer);
+            if (u->convs[i].group)
+                snprintf(u->peer, sizeof u->peer, "%s", u->convs[i].id);
+            else if (u->convs[i].peer[0])
+                snprintf(u->peer, sizeof u->peer, "%s", u->convs[i].peer);
         }
 }
 
@@ -101,7 +169,9 @@ static void open_conv(ui *u, int idx)
     if (idx < 0 || (size_t)idx >= u->nconvs) return;
     u->sel = idx;
     snprintf(u->conv, sizeof u->conv, "%s", u->convs[idx].id);
-    snprintf(u->peer, sizeof u->peer, "%s", u->convs[idx].peer);
+    /* a group's messages go to the group itself */
+    snprintf(u->peer, sizeof u->peer, "%s",
+             u->convs[idx].group ? u->convs[idx].id : u->convs[idx].peer);
     snprintf(u->title, sizeof u->title, "%s", u->convs[idx].title);
     u->scroll = 0;
     load_msgs(u);
@@ -187,6 +257,27 @@ static void draw_dialog(ui *u, int top, int left, int height, int width)
     attron(A_BOLD);
     put(top, left, width, u->title);
     attroff(A_BOLD);
+    /* who is typing here */
+    char typing[512] = "";
+    int64_t now = mono_ms();
+    for (int i = 0; i < u->nseen; i++) {
+        seen *s = &u->seen[i];
+        if (strcmp(s->typing_conv, u->conv) != 0 || s->typing_until < now) continue;
+        char who[PL_NAME_MAX * 4];
+        tui_user_label(u->c, s->user, who, sizeof who);
+        size_t l = strlen(typing);
+        snprintf(typing + l, sizeof typing - l, "%s%s", l ? ", " : "", who);
+    }
+    if (typing[0]) {
+        size_t l = strlen(typing);
+        snprintf(typing + l, sizeof typing - l, " is typing\xe2\x80\xa6");
+        int tw = (int)strlen(u->title) + 3;
+        if (tw < width) {
+            attron(A_DIM);
+            put(top, left + tw, width - tw, typing);
+            attroff(A_DIM);
+        }
+    }
     height--;
     top++;
     /* the texts, as wide strings, one per message */
@@ -202,8 +293,17 @@ static void draw_dialog(ui *u, int top, int left, int height, int width)
         const pl_msg *m = &u->msgs[i];
         char when[24], line[17000];
         tui_time(m->ts, when, sizeof when, false);
-        const char *who = m->outgoing ? "me" : u->title;
-        snprintf(line, sizeof line, "%s %s: %s", when, who, m->text ? m->text : m->kind);
+        char who[PL_NAME_MAX * 4], sys[512];
+        if (m->outgoing)
+            snprintf(who, sizeof who, "me");
+        else if (strncmp(m->conv, "g_", 2) == 0)
+            tui_user_label(u->c, m->from, who, sizeof who);
+        else
+            snprintf(who, sizeof who, "%s", u->title);
+        if (pl_msg_system_text(u->c, m, sys, sizeof sys) == 0)
+            snprintf(line, sizeof line, "%s * %s", when, sys);
+        else
+            snprintf(line, sizeof line, "%s %s: %s", when, who, m->text ? m->text : m->kind);
         size_t len = strlen(line) + 1;
         texts[i] = calloc(len, sizeof(wchar_t));
         if (!texts[i]) continue;
@@ -212,7 +312,7 @@ static void draw_dialog(ui *u, int top, int left, int height, int width)
         memset(&st, 0, sizeof st);
         size_t n = mbsrtowcs(texts[i], &src, len, &st);
         if (n == (size_t)-1) n = 0;
-        const char *mark = m->outgoing ? tui_mark(m) : "";
+        const char *mark = m->outgoing && strcmp(m->kind, "system") != 0 ? tui_mark(m) : "";
         int markw = *mark ? 16 : 0;
         size_t first = nrows;
         if (cap - nrows < 4 + (size_t)(n / (size_t)(width > 8 ? width - markw : 8))) {
@@ -272,11 +372,17 @@ static void draw(ui *u)
     for (size_t i = 0; i < u->nconvs && (int)i < h - 1; i++) {
         const pl_conv *cv = &u->convs[i];
         char line[512];
+        /* presence of the peer: ● online, ○ away, nothing when offline or unknown */
+        const seen *ps = cv->peer[0] ? seen_of(u, cv->peer, false) : NULL;
+        const char *pm = cv->group                                  ? "#"
+                         : ps && ps->presence == PL_PRESENCE_ONLINE ? "\xe2\x97\x8f"
+                         : ps && ps->presence == PL_PRESENCE_AWAY   ? "\xe2\x97\x8b"
+                                                                    : " ";
         if (cv->unread)
-            snprintf(line, sizeof line, "%s %s (%d)", (int)i == u->sel ? ">" : " ", cv->title,
+            snprintf(line, sizeof line, "%s%s %s (%d)", (int)i == u->sel ? ">" : " ", pm, cv->title,
                      cv->unread);
         else
-            snprintf(line, sizeof line, "%s %s", (int)i == u->sel ? ">" : " ", cv->title);
+            snprintf(line, sizeof line, "%s%s %s", (int)i == u->sel ? ">" : " ", pm, cv->title);
         if ((int)i == u->sel) attron(A_REVERSE);
         if (cv->unread) attron(A_BOLD);
         put(2 + (int)i, 0, L - 1, line);
@@ -312,6 +418,166 @@ static void draw(ui *u)
 
 /* ------------------------------------------------------------------------------- input */
 
+static void typing_stop(ui *u)
+{
+    if (u->typing_sent_at && u->typing_conv[0] && u->state == PL_STATE_ONLINE)
+        pl_typing_send(u->c, u->typing_conv, false);
+    u->typing_sent_at = 0;
+    u->typing_conv[0] = 0;
+}
+
+/* A key changed the line: tell the others, at most every TYPING_SEND_MS. */
+static void typing_tick(ui *u)
+{
+    if (u->mode != MODE_CHAT || !u->conv[0] || u->state != PL_STATE_ONLINE) return;
+    if (u->ed.len == 0 || u->ed.text[0] == L'/') {
+        typing_stop(u);
+        return;
+    }
+    int64_t now = mono_ms();
+    if (strcmp(u->typing_conv, u->conv) != 0) typing_stop(u);
+    if (u->typing_sent_at && now - u->typing_sent_at < TYPING_SEND_MS) return;
+    if (pl_typing_send(u->c, u->conv, true) == 0) {
+        u->typing_sent_at = now;
+        snprintf(u->typing_conv, sizeof u->typing_conv, "%s", u->conv);
+    }
+}
+
+static void open_conv_id(ui *u, const char *conv)
+{
+    load_convs(u);
+    for (size_t i = 0; i < u->nconvs; i++)
+        if (strcmp(u->convs[i].id, conv) == 0) open_conv(u, (int)i);
+}
+
+/* Resolves the words of argv as users; fills ids and pointers. False (status set) on failure. */
+static bool resolve_users(ui *u, char **argv, int n, char (*ids)[PL_ID_MAX], const char **ptrs)
+{
+    for (int i = 0; i < n; i++) {
+        pl_user usr;
+        if (pl_user_resolve(u->c, argv[i], &usr) != 0) {
+            snprintf(u->status, sizeof u->status, "%s: %s", argv[i], pl_client_errmsg(u->c));
+            return false;
+        }
+        snprintf(ids[i], PL_ID_MAX, "%s", usr.id);
+        ptrs[i] = ids[i];
+    }
+    return true;
+}
+
+#define SLASH_MAX_ARGS 32
+
+/* A line starting with "/": a command. */
+static void slash(ui *u, char *line)
+{
+    char *argv[SLASH_MAX_ARGS + 1], *save = NULL;
+    int argc = 0;
+    for (char *t = strtok_r(line + 1, " \t", &save); t && argc < SLASH_MAX_ARGS;
+         t = strtok_r(NULL, " \t", &save))
+        argv[argc++] = t;
+    argv[argc] = NULL;
+    if (argc == 0) return;
+    const char *cmd = argv[0];
+    char ids[SLASH_MAX_ARGS][PL_ID_MAX];
+    const char *ptrs[SLASH_MAX_ARGS];
+    bool in_group = strncmp(u->conv, "g_", 2) == 0;
+    int err = 0;
+    u->status[0] = 0;
+    if (strcmp(cmd, "group") == 0) {
+        if (argc < 2) {
+            snprintf(u->status, sizeof u->status, "usage: /group NAME USER...");
+            return;
+        }
+        if (!resolve_users(u, argv + 2, argc - 2, ids, ptrs)) return;
+        pl_group g;
+        err = pl_group_create(u->c, argv[1], ptrs, (size_t)(argc - 2), &g);
+        if (!err) {
+            snprintf(u->status, sizeof u->status, "group %s created", g.name);
+            char id[PL_ID_MAX];
+            snprintf(id, sizeof id, "%s", g.id);
+            pl_group_clear(&g);
+            open_conv_id(u, id);
+            if (strcmp(u->conv, id) != 0) { /* not listed yet: open it anyway */
+                snprintf(u->conv, sizeof u->conv, "%s", id);
+                snprintf(u->peer, sizeof u->peer, "%s", id);
+                snprintf(u->title, sizeof u->title, "%s", argv[1]);
+                load_msgs(u);
+            }
+        }
+    } else if (strcmp(cmd, "add") == 0 || strcmp(cmd, "remove") == 0 || strcmp(cmd, "leave") == 0 ||
+               strcmp(cmd, "rename") == 0) {
+        if (!in_group) {
+            snprintf(u->status, sizeof u->status, "/%s works in a group's dialog", cmd);
+            return;
+        }
+        if (strcmp(cmd, "leave") == 0) {
+            err = pl_group_leave(u->c, u->conv);
+            if (!err) snprintf(u->status, sizeof u->status, "you left %s", u->title);
+        } else if (strcmp(cmd, "rename") == 0) {
+            if (argc < 2) {
+                snprintf(u->status, sizeof u->status, "usage: /rename NAME");
+                return;
+            }
+            char name[256] = "";
+            for (int i = 1; i < argc; i++) {
+                size_t l = strlen(name);
+                snprintf(name + l, sizeof name - l, "%s%s", i > 1 ? " " : "", argv[i]);
+            }
+            err = pl_group_rename(u->c, u->conv, name);
+        } else {
+            if (argc < 2) {
+                snprintf(u->status, sizeof u->status, "usage: /%s USER...", cmd);
+                return;
+            }
+            if (!resolve_users(u, argv + 1, argc - 1, ids, ptrs)) return;
+            if (strcmp(cmd, "add") == 0) {
+                err = pl_group_add(u->c, u->conv, ptrs, (size_t)(argc - 1));
+                if (err >= 0) snprintf(u->status, sizeof u->status, "added %d", err);
+            } else {
+                for (int i = 0; i < argc - 1 && err == 0; i++)
+                    err = pl_group_remove(u->c, u->conv, ptrs[i]);
+            }
+        }
+    } else if (strcmp(cmd, "invite") == 0 || strcmp(cmd, "accept") == 0 ||
+               strcmp(cmd, "decline") == 0 || strcmp(cmd, "block") == 0 ||
+               strcmp(cmd, "unblock") == 0) {
+        if (argc != 2) {
+            snprintf(u->status, sizeof u->status, "usage: /%s USER", cmd);
+            return;
+        }
+        if (!resolve_users(u, argv + 1, 1, ids, ptrs)) return;
+        if (strcmp(cmd, "invite") == 0 || strcmp(cmd, "accept") == 0)
+            err = pl_contact_invite(u->c, ids[0]);
+        else if (strcmp(cmd, "decline") == 0)
+            err = pl_contact_decline(u->c, ids[0]);
+        else if (strcmp(cmd, "block") == 0)
+            err = pl_user_block(u->c, ids[0]);
+        else
+            err = pl_user_unblock(u->c, ids[0]);
+        if (err >= 0)
+            snprintf(u->status, sizeof u->status, "%s: %s", argv[1],
+                     err == PL_CONTACT_FRIEND      ? "friends now"
+                     : err == PL_CONTACT_OUTGOING  ? "invited"
+                     : strcmp(cmd, "decline") == 0 ? "declined"
+                     : strcmp(cmd, "block") == 0   ? "blocked"
+                                                   : "unblocked");
+    } else if (strcmp(cmd, "away") == 0 || strcmp(cmd, "back") == 0) {
+        err = pl_presence_set(u->c, cmd[0] == 'a' ? PL_PRESENCE_AWAY : PL_PRESENCE_ONLINE);
+        if (!err)
+            snprintf(u->status, sizeof u->status, "you are %s", cmd[0] == 'a' ? "away" : "online");
+    } else if (strcmp(cmd, "help") == 0) {
+        snprintf(u->status, sizeof u->status,
+                 "/group NAME USER.. /add USER.. /remove USER.. /leave /rename NAME "
+                 "/invite /accept /decline /block /unblock USER /away /back");
+    } else {
+        snprintf(u->status, sizeof u->status, "unknown command /%s (/help lists them)", cmd);
+        return;
+    }
+    if (err < 0) snprintf(u->status, sizeof u->status, "/%s: %s", cmd, pl_client_errmsg(u->c));
+    load_convs(u);
+    load_msgs(u);
+}
+
 static void submit(ui *u)
 {
     char *text = edit_utf8(&u->ed);
@@ -345,6 +611,14 @@ static void submit(ui *u)
         free(text);
         return;
     }
+    typing_stop(u);
+    if (text[0] == '/' && text[1] != '/') {
+        edit_clear(&u->ed);
+        slash(u, text);
+        free(text);
+        return;
+    }
+    if (text[0] == '/') memmove(text, text + 1, strlen(text)); /* "//x" sends "/x" */
     if (!u->peer[0]) {
         snprintf(u->status, sizeof u->status,
                  u->conv[0] ? "the other user of this conversation is not known yet"
@@ -453,7 +727,10 @@ static void on_key(ui *u, int kind, wint_t ch)
         u->quit = true;
         break;
     default:
-        if (ch >= 32 && ch != 127) edit_insert(&u->ed, (wchar_t)ch);
+        if (ch >= 32 && ch != 127) {
+            edit_insert(&u->ed, (wchar_t)ch);
+            typing_tick(u);
+        }
     }
 }
 
@@ -472,6 +749,34 @@ static void on_event(ui *u, pl_event *ev)
         snprintf(u->status, sizeof u->status, "a message was refused: %s",
                  ev->text ? ev->text : "");
         break;
+    case PL_EV_PRESENCE: {
+        seen *s = seen_of(u, ev->user, true);
+        if (s) s->presence = ev->presence;
+        break;
+    }
+    case PL_EV_TYPING: {
+        seen *s = seen_of(u, ev->user, true);
+        if (!s) break;
+        snprintf(s->typing_conv, sizeof s->typing_conv, "%s", ev->typing ? ev->conv : "");
+        s->typing_until = ev->typing ? mono_ms() + TYPING_SHOW_MS : 0;
+        break;
+    }
+    case PL_EV_MESSAGE: { /* a message ends its sender's typing */
+        seen *s = seen_of(u, ev->msg.from, false);
+        if (s) s->typing_conv[0] = 0;
+        break;
+    }
+    case PL_EV_CONTACT: {
+        fetch_user(u, ev->user);
+        char who[PL_NAME_MAX * 4];
+        tui_user_label(u->c, ev->user, who, sizeof who);
+        if (ev->contact == PL_CONTACT_INCOMING)
+            snprintf(u->status, sizeof u->status, "%s invites you: /accept %s or /decline %s", who,
+                     who, who);
+        else if (ev->contact == PL_CONTACT_FRIEND)
+            snprintf(u->status, sizeof u->status, "%s accepted: you are friends", who);
+        break;
+    }
     default:
         break;
     }
@@ -516,7 +821,8 @@ int tui_interactive(tui_opts *o)
         pl_event ev;
         while (pl_client_next_event(c, &ev) == 0) {
             on_event(u, &ev);
-            if (ev.kind != PL_EV_ERROR) reload = true;
+            if (ev.kind != PL_EV_ERROR && ev.kind != PL_EV_TYPING && ev.kind != PL_EV_PRESENCE)
+                reload = true;
             pl_event_clear(&ev);
         }
         wint_t ch;
@@ -529,6 +835,7 @@ int tui_interactive(tui_opts *o)
         if (!u->quit) draw(u);
     }
     endwin();
+    typing_stop(u);
     pl_client_disconnect(c);
     pl_msgs_free(u->msgs, u->nmsgs);
     pl_free(u->convs);

@@ -225,10 +225,123 @@ T_TEST(test_tui_signup_send_marks)
     tcl_close(&b, false);
 }
 
+static bool got_group_text(void *ud)
+{
+    tcl *t = ud;
+    for (int i = 0; i < t->nmsgs && i < TCL_MAX_MSGS; i++)
+        if (t->msgs[i].text && strstr(t->msgs[i].text, "hello pals")) return true;
+    return false;
+}
+
+static bool got_system(void *ud)
+{
+    tcl *t = ud;
+    for (int i = 0; i < t->nmsgs && i < TCL_MAX_MSGS; i++)
+        if (strcmp(t->msgs[i].kind, "system") == 0) return true;
+    return false;
+}
+
+/* A group made with a slash command: the system message reads as a sentence, messages flow
+ * both ways, typing shows, and the command line lists the group. */
+T_TEST(test_tui_group)
+{
+    run("tmux -S '%s' kill-session -t t >/dev/null 2>&1", sock);
+    tuser uc, ud;
+    assert_int_equal(tuser_new(srv.port, "carol", &uc), 201);
+    assert_int_equal(tuser_new(srv.port, "dave", &ud), 201);
+    tcl c;
+    tcl_open_user(&c, "c", srv.port, &uc);
+    assert_int_equal(pl_client_connect(c.c), 0);
+    tcl_wait_online(&c, 10000);
+
+    char erin[33], url[64], profile[PATH_MAX + 16], asan[PATH_MAX + 16];
+    t_name(erin, sizeof erin, "erin");
+    tcl_url(url, sizeof url, srv.port);
+    snprintf(profile, sizeof profile, "%s/erin", tmpdir);
+    snprintf(asan, sizeof asan, "%s/asan2", tmpdir);
+    assert_int_equal(
+        run("tmux -S '%s' -f /dev/null new-session -d -s t -x 120 -y 30 "
+            "\"env TERM=screen LANG=C.UTF-8 LC_ALL=C.UTF-8 "
+            "ASAN_OPTIONS=detect_leaks=1:log_path=%s PARLEY_PASSWORD='correct horse battery' "
+            "%s --server %s --profile %s register %s && "
+            "env TERM=screen LANG=C.UTF-8 LC_ALL=C.UTF-8 ASAN_OPTIONS=detect_leaks=1:log_path=%s "
+            "%s --profile %s; echo parley-exit=\\$?; sleep 30\"",
+            sock, asan, parley, url, profile, erin, asan, parley, profile),
+        0);
+    assert_true(screen_has(15000, &c, "Parley", erin, "[online]", NULL));
+
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "/group pals %s %s", uc.username, ud.username);
+    type(cmd);
+    keys("Enter");
+    /* the system message, as a sentence with names */
+    char want[256];
+    snprintf(want, sizeof want, "%s created the group \"pals\" with %s, %s", erin, uc.username,
+             ud.username);
+    assert_true(screen_has(10000, &c, want, "# pals", NULL));
+    tcl *tc[] = {&c};
+    assert_true(tcl_wait(tc, 1, got_system, &c, 5000));
+    char gid[PL_ID_MAX] = "";
+    for (int i = 0; i < c.nmsgs; i++)
+        if (strcmp(c.msgs[i].kind, "system") == 0) snprintf(gid, sizeof gid, "%s", c.msgs[i].conv);
+    assert_int_equal(strncmp(gid, "g_", 2), 0);
+
+    /* erin writes to the group; carol gets it */
+    type("hello pals");
+    keys("Enter");
+    assert_true(tcl_wait(tc, 1, got_group_text, &c, 10000));
+    /* carol types, then writes: the indicator, then her message under her name */
+    int64_t t0 = mono_ms();
+    bool typing = false;
+    while (!typing && mono_ms() - t0 < 8000) {
+        pl_typing_send(c.c, gid, true);
+        typing = screen_has(500, &c, "is typing", NULL);
+    }
+    assert_true(typing);
+    assert_int_equal(pl_msg_send(c.c, gid, "hi erin from carol", NULL), 0);
+    snprintf(want, sizeof want, "%s: hi erin from carol", uc.username);
+    assert_true(screen_has(10000, &c, want, NULL));
+    /* a member is removed with /remove: the sentence shows */
+    snprintf(cmd, sizeof cmd, "/remove %s", ud.username);
+    type(cmd);
+    keys("Enter");
+    snprintf(want, sizeof want, "%s removed %s", erin, ud.username);
+    assert_true(screen_has(10000, &c, want, NULL));
+
+    keys("C-q");
+    assert_true(screen_has(5000, NULL, "parley-exit=0", NULL));
+    assert_int_equal(run("ls '%s'.* >/dev/null 2>&1", asan), 2); /* no ASan log written */
+
+    /* the command line: the group is listed, and history shows the sentences */
+    char line[PATH_MAX * 4];
+    snprintf(line, sizeof line, "ASAN_OPTIONS=detect_leaks=1 %s --profile %s groups", parley,
+             profile);
+    FILE *f = popen(line, "r");
+    assert_non_null(f);
+    char out[8192];
+    size_t n = fread(out, 1, sizeof out - 1, f);
+    out[n] = 0;
+    assert_int_equal(pclose(f), 0);
+    assert_non_null(strstr(out, "pals"));
+    assert_non_null(strstr(out, gid));
+    snprintf(line, sizeof line,
+             "ASAN_OPTIONS=detect_leaks=1 %s --profile %s --offline history '#pals'", parley,
+             profile);
+    f = popen(line, "r");
+    assert_non_null(f);
+    n = fread(out, 1, sizeof out - 1, f);
+    out[n] = 0;
+    assert_int_equal(pclose(f), 0);
+    assert_non_null(strstr(out, "created the group"));
+    assert_non_null(strstr(out, "hi erin from carol"));
+    tcl_close(&c, false);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tui_signup_send_marks),
+        cmocka_unit_test(test_tui_group),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
