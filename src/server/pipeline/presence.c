@@ -21,10 +21,18 @@ static const char *const status_names[] = {"offline", "away", "online"};
 
 #define CACHE_MAX 10000
 
+#define PENDING_MAX 8
+
 typedef struct gentry {
     int n;
     char (*users)[ID_MAX];
     bool loading;
+    /* typing frames that came while the members were loading, relayed once they are known */
+    struct {
+        char user[ID_MAX], dev[ID_MAX];
+        bool on;
+    } pend[PENDING_MAX];
+    int npend;
 } gentry;
 
 static void gentry_free(void *ctx, const char *key, void *v)
@@ -103,8 +111,10 @@ static void load_done(uv_work_t *w, int status)
     server_t *s = j->s;
     gentry *e = hmap_get(&s->groups, j->conv);
     if (status == 0 && j->n >= 0) {
-        gentry tmp = {j->n, j->users, false};
+        gentry tmp = {.n = j->n, .users = j->users};
         relay_typing(s, &tmp, j->conv, j->user, j->dev, j->on);
+        for (int i = 0; e && i < e->npend; i++)
+            relay_typing(s, &tmp, j->conv, e->pend[i].user, e->pend[i].dev, e->pend[i].on);
     }
     if (e && e->loading) {
         if (e->n == -1 || j->n < 0 || status != 0) { /* invalidated meanwhile, or failed */
@@ -130,7 +140,14 @@ void typing_relay(conn_t *c, const char *conv, bool on)
         relay_typing(s, e, conv, c->user, c->dev, on);
         return;
     }
-    if (e) return; /* loading: typing is repeated by clients, this one may be dropped */
+    if (e) { /* loading: relayed when the members are known (past PENDING_MAX, dropped) */
+        if (e->npend < PENDING_MAX) {
+            memcpy(e->pend[e->npend].user, c->user, ID_MAX);
+            memcpy(e->pend[e->npend].dev, c->dev, ID_MAX);
+            e->pend[e->npend++].on = on;
+        }
+        return;
+    }
     if (s->groups.count >= CACHE_MAX) {
         hmap_each(&s->groups, gentry_free, NULL);
         hmap_free(&s->groups);
