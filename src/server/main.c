@@ -73,6 +73,11 @@ int main(int argc, char **argv)
         return 2;
     }
     log_threshold = (enum log_level)lvl;
+    if (strcmp(s->cfg.pwhash, "interactive") && strcmp(s->cfg.pwhash, "moderate") &&
+        strcmp(s->cfg.pwhash, "min")) {
+        fprintf(stderr, "parleyd: pwhash must be interactive, moderate or min\n");
+        return 2;
+    }
     if (sodium_init() < 0) {
         log_error("libsodium cannot start");
         return 1;

@@ -306,7 +306,8 @@ void api_dispatch(conn_t *c)
     bool has_body = h->body.len > 0;
     if (has_body) {
         const char *ct = http_in_header(h, "content-type");
-        if (!ct || strncasecmp(ct, "application/json", 16) != 0)
+        if (!ct || strncasecmp(ct, "application/json", 16) != 0 ||
+            (ct[16] && ct[16] != ';' && ct[16] != ' ' && ct[16] != '\t'))
             return reply_now(c, 415, "unsupported_media_type",
                              "Send the body as Content-Type: application/json.");
     }

@@ -278,7 +278,7 @@ static void on_idle(uv_timer_t *t)
 {
     conn_t *c = t->data;
     int64_t idle = mono_ms() - c->last_frame_at;
-    if (c->state == CONN_WS && !c->authed) {
+    if (c->state == CONN_WS && !c->authed && !c->busy) { /* a check in flight decides itself */
         conn_ws_close(c, WS_CLOSE_POLICY, "no auth frame in time");
         return;
     }

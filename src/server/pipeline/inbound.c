@@ -317,8 +317,12 @@ static void on_sync(conn_t *c, json_t *f, const char *id)
     json_int_t lim = 100;
     if (limit) {
         if (!json_is_integer(limit) || json_integer_value(limit) < 1 ||
-            json_integer_value(limit) > c->srv->cfg.sync_max)
-            return send_error(c, id, "invalid_request", "limit must be from 1 to 500.");
+            json_integer_value(limit) > c->srv->cfg.sync_max) {
+            char msg[80];
+            snprintf(msg, sizeof msg, "limit must be from 1 to %lld.",
+                     (long long)c->srv->cfg.sync_max);
+            return send_error(c, id, "invalid_request", msg);
+        }
         lim = json_integer_value(limit);
     }
     if (c->syncing)

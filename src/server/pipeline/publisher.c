@@ -432,6 +432,10 @@ static void move_delivered(void *ctx, const char *conv, int64_t seq)
 static int do_recv(store_t *st, item *it)
 {
     st_device d;
+    int64_t head = 0;
+    if (store_user_head(st, it->user, &head) != ST_OK)
+        return fail(it, "internal", "The position could not be stored.");
+    if (it->upto > head) it->upto = head; /* nothing beyond the newest entry can be held */
     if (store_device_get(st, it->dev, &d) != ST_OK ||
         store_device_ack(st, it->dev, it->upto, it->now) != ST_OK)
         return fail(it, "internal", "The position could not be stored.");
