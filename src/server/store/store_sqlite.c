@@ -711,6 +711,243 @@ void st_msg_clear(st_msg *m)
     m->body = NULL;
 }
 
+/* ---- Running statements ----------------------------------------------------------------------
+ *
+ * Every use of a statement has the same shape: bind_start (or bind_keys) takes the statement and
+ * starts a binder, the b_ calls bind the parameters, and one helper below checks the binds once,
+ * steps the statement and maps the result. The step_ helpers leave the statement to the caller,
+ * who reads what it needs from it and ends it with stmt_done; the run_ helpers end it themselves.
+ */
+
+/* Takes statement id and starts binding it; false (logged) when it cannot be prepared. */
+static bool bind_start(store_t *st, enum stmt_id id, binder *b, const char *op)
+{
+    b->s = stmt_get(st, id, op);
+    b->rc = SQLITE_OK;
+    return b->s != NULL;
+}
+
+/* bind_start, then the text keys most statements start with: k1 as ?1 and, unless NULL, k2 as
+ * ?2. (Callers have refused NULL arguments already, so a NULL k2 only means "no ?2 key".) */
+static bool bind_keys(store_t *st, enum stmt_id id, const char *k1, const char *k2, binder *b,
+                      const char *op)
+{
+    if (!bind_start(st, id, b, op)) return false;
+    b_text(b, 1, k1);
+    if (k2) b_text(b, 2, k2);
+    return true;
+}
+
+/* Steps a statement expected to return one row, which stays readable until stmt_done. */
+static int step_one(store_t *st, const binder *b, const char *op)
+{
+    if (b->rc != SQLITE_OK) return bind_fail(op, b->rc);
+    int rc = sqlite3_step(b->s);
+    if (rc == SQLITE_ROW) return ST_OK;
+    return rc == SQLITE_DONE ? ST_NOTFOUND : db_fail(st, op);
+}
+
+/* Steps a statement that writes (see write_result). */
+static int step_write(store_t *st, const binder *b, const char *op)
+{
+    if (b->rc != SQLITE_OK) return bind_fail(op, b->rc);
+    return write_result(st, sqlite3_step(b->s), op);
+}
+
+/* Steps an UPDATE or DELETE: ST_NOTFOUND when it changed no row. */
+static int step_change(store_t *st, const binder *b, const char *op)
+{
+    int r = step_write(st, b, op);
+    if (r == ST_OK && sqlite3_changes(st->db) == 0) r = ST_NOTFOUND;
+    return r;
+}
+
+static int run_write(store_t *st, const binder *b, const char *op)
+{
+    int r = step_write(st, b, op);
+    stmt_done(b->s);
+    return r;
+}
+
+static int run_change(store_t *st, const binder *b, const char *op)
+{
+    int r = step_change(st, b, op);
+    stmt_done(b->s);
+    return r;
+}
+
+/* Runs an UPDATE ... RETURNING of one integer: ST_NOTFOUND when no row matched. */
+static int run_returning(store_t *st, const binder *b, int64_t *v, const char *op)
+{
+    int r = ST_OK;
+    if (b->rc != SQLITE_OK) {
+        r = bind_fail(op, b->rc);
+    } else {
+        int rc = sqlite3_step(b->s);
+        if (rc == SQLITE_DONE) {
+            r = ST_NOTFOUND;
+        } else if (rc != SQLITE_ROW) {
+            r = write_result(st, rc, op);
+        } else {
+            *v = sqlite3_column_int64(b->s, 0);
+            /* The update completes when the statement runs to its end. */
+            rc = sqlite3_step(b->s);
+            if (rc != SQLITE_DONE) r = write_result(st, rc, op);
+        }
+    }
+    stmt_done(b->s);
+    return r;
+}
+
+/* Runs a statement whose one row is one integer (a count, an EXISTS). Such a statement always
+ * returns a row, so none is a failure, not ST_NOTFOUND. */
+static int run_int(store_t *st, const binder *b, int64_t *out, const char *op)
+{
+    int r = step_one(st, b, op);
+    if (r == ST_OK)
+        *out = sqlite3_column_int64(b->s, 0);
+    else if (r == ST_NOTFOUND)
+        r = db_fail(st, op);
+    stmt_done(b->s);
+    return r;
+}
+
+/* Runs a count(*) statement keyed by text (see bind_keys); *n is set on ST_OK only. */
+static int count_by_keys(store_t *st, enum stmt_id id, const char *k1, const char *k2, int *n,
+                         const char *op)
+{
+    binder b;
+    if (!bind_keys(st, id, k1, k2, &b, op)) return ST_ERR;
+    int64_t v = 0;
+    int r = run_int(st, &b, &v, op);
+    if (r == ST_OK) *n = (int)v;
+    return r;
+}
+
+/* Reads the current row of s into out, a row of the caller's type. ST_OK, or ST_ERR (logged) for
+ * a value it cannot hold. */
+typedef int (*row_reader)(sqlite3_stmt *s, void *out, const char *op);
+
+/* Runs a statement expected to return one row and reads it into out: ST_NOTFOUND when there is
+ * none. */
+static int run_one(store_t *st, const binder *b, row_reader read, void *out, const char *op)
+{
+    int r = step_one(st, b, op);
+    if (r == ST_OK) r = read(b->s, out, op);
+    stmt_done(b->s);
+    return r;
+}
+
+/* Runs a statement of at most max rows into the array out of max rows of `size` bytes. Returns
+ * the count or ST_ERR. Stopping at max keeps out safe whatever the statement's LIMIT. */
+static int run_list(store_t *st, const binder *b, void *out, size_t size, int max, row_reader read,
+                    const char *op)
+{
+    int r;
+    if (b->rc != SQLITE_OK) {
+        r = bind_fail(op, b->rc);
+    } else {
+        int count = 0, rc = SQLITE_DONE;
+        r = ST_OK;
+        while (count < max && (rc = sqlite3_step(b->s)) == SQLITE_ROW)
+            if ((r = read(b->s, (char *)out + (size_t)count++ * size, op)) != ST_OK) break;
+        if (r == ST_OK) r = count == max || rc == SQLITE_DONE ? count : db_fail(st, op);
+    }
+    stmt_done(b->s);
+    return r;
+}
+
+/* Functions that call back read every row into a rows array and end the statement first, then
+ * call fn: so fn may use the store again (callers look users up and move markers from there). */
+typedef struct rows {
+    char *p;
+    size_t n, cap, size;
+} rows;
+
+static void *rows_add(rows *v, const char *op)
+{
+    if (v->n == v->cap) {
+        size_t cap = v->cap ? 2 * v->cap : 16;
+        char *p = realloc(v->p, cap * v->size);
+        if (!p) {
+            log_error("store: %s: out of memory for %zu rows", op, cap);
+            return NULL;
+        }
+        v->p = p;
+        v->cap = cap;
+    }
+    void *row = v->p + v->n++ * v->size;
+    memset(row, 0, v->size);
+    return row;
+}
+
+static void *rows_at(const rows *v, size_t i)
+{
+    return v->p + i * v->size;
+}
+
+/* Runs a statement and reads all its rows into v (each zeroed first), then ends it. ST_OK or
+ * ST_ERR; either way the caller frees v.p, and what the rows own (a row that failed to read is
+ * counted in v.n too). */
+static int run_rows(store_t *st, const binder *b, rows *v, row_reader read, const char *op)
+{
+    int r = ST_OK;
+    if (b->rc != SQLITE_OK) {
+        r = bind_fail(op, b->rc);
+    } else {
+        int rc;
+        while ((rc = sqlite3_step(b->s)) == SQLITE_ROW) {
+            void *row = rows_add(v, op);
+            if (!row || read(b->s, row, op) != ST_OK) break;
+        }
+        if (rc != SQLITE_DONE) r = rc == SQLITE_ROW ? ST_ERR : db_fail(st, op);
+    }
+    stmt_done(b->s);
+    return r;
+}
+
+/* Row readers of the row_ functions above, for run_one, run_list and run_rows. */
+static int read_user(sqlite3_stmt *s, void *out, const char *op)
+{
+    (void)op;
+    row_user(s, out);
+    return ST_OK;
+}
+
+static int read_device(sqlite3_stmt *s, void *out, const char *op)
+{
+    (void)op;
+    row_device(s, out);
+    return ST_OK;
+}
+
+static int read_conv(sqlite3_stmt *s, void *out, const char *op)
+{
+    (void)op;
+    row_conv(s, 0, out);
+    return ST_OK;
+}
+
+static int read_member(sqlite3_stmt *s, void *out, const char *op)
+{
+    (void)op;
+    row_member(s, 0, out);
+    return ST_OK;
+}
+
+static int read_msg(sqlite3_stmt *s, void *out, const char *op)
+{
+    return row_msg(s, 0, out, op);
+}
+
+/* A row whose column 0 is an id, into a char[ID_MAX]. */
+static int read_id(sqlite3_stmt *s, void *out, const char *op)
+{
+    (void)op;
+    col_copy(out, ID_MAX, s, 0);
+    return ST_OK;
+}
+
 /* Runs a statement without parameters that returns no rows. */
 static int run_simple(store_t *st, enum stmt_id id, const char *op)
 {
@@ -739,17 +976,6 @@ static int own_end(store_t *st, bool own, int r)
     }
     if (!sqlite3_get_autocommit(st->db)) run_simple(st, S_ROLLBACK, "rollback");
     return r;
-}
-
-/* Steps an UPDATE ... RETURNING of one integer: ST_NOTFOUND when no row matched. */
-static int step_returning(store_t *st, sqlite3_stmt *s, int64_t *v, const char *op)
-{
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_DONE) return ST_NOTFOUND;
-    if (rc != SQLITE_ROW) return write_result(st, rc, op);
-    *v = sqlite3_column_int64(s, 0);
-    rc = sqlite3_step(s);
-    return rc == SQLITE_DONE ? ST_OK : write_result(st, rc, op);
 }
 
 /* ---- Open and close ------------------------------------------------------------------------ */
@@ -1021,9 +1247,8 @@ int store_user_create(store_t *st, const st_user *u, const char *pw_hash, const 
     static const char op[] = "user create";
     if (field) *field = NULL;
     if (!st || !u || !pw_hash) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_USER_INSERT, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
+    binder b;
+    if (!bind_start(st, S_USER_INSERT, &b, op)) return ST_ERR;
     b_arr(&b, 1, u->id, sizeof u->id, NULL, false);
     b_arr(&b, 2, u->username, sizeof u->username, NULL, false);
     b_arr(&b, 3, u->display_name, sizeof u->display_name, NULL, false);
@@ -1034,14 +1259,10 @@ int store_user_create(store_t *st, const st_user *u, const char *pw_hash, const 
     b_arr(&b, 8, u->kind, sizeof u->kind, "user", false);
     b_arr(&b, 9, u->settings, sizeof u->settings, "{}", false);
     b_i64(&b, 10, u->created_at);
-    int r;
-    if (b.rc != SQLITE_OK) {
-        r = bind_fail(op, b.rc);
-    } else {
-        r = write_result(st, sqlite3_step(s), op);
-        if (r == ST_CONFLICT && field) *field = conflict_field(st);
-    }
-    stmt_done(s);
+    int r = step_write(st, &b, op);
+    /* The field comes from the error message, so it is read before stmt_done. */
+    if (r == ST_CONFLICT && field) *field = conflict_field(st);
+    stmt_done(b.s);
     return r;
 }
 
@@ -1049,48 +1270,23 @@ int store_user_get(store_t *st, const char *id, st_user *out)
 {
     static const char op[] = "user get";
     if (!st || !id || !out) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_USER_GET, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, id);
-    int r;
-    if (b.rc != SQLITE_OK) {
-        r = bind_fail(op, b.rc);
-    } else {
-        int rc = sqlite3_step(s);
-        if (rc == SQLITE_ROW) {
-            row_user(s, out);
-            r = ST_OK;
-        } else {
-            r = rc == SQLITE_DONE ? ST_NOTFOUND : db_fail(st, op);
-        }
-    }
-    stmt_done(s);
-    return r;
+    binder b;
+    if (!bind_keys(st, S_USER_GET, id, NULL, &b, op)) return ST_ERR;
+    return run_one(st, &b, read_user, out, op);
 }
 
 int store_user_find_login(store_t *st, const char *login, st_user *out, char pw_hash[256])
 {
     static const char op[] = "user find by login";
     if (!st || !login || !out) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_USER_FIND_LOGIN, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, login);
-    int r;
-    if (b.rc != SQLITE_OK) {
-        r = bind_fail(op, b.rc);
-    } else {
-        int rc = sqlite3_step(s);
-        if (rc == SQLITE_ROW) {
-            row_user(s, out);
-            if (pw_hash) col_copy(pw_hash, 256, s, 10);
-            r = ST_OK;
-        } else {
-            r = rc == SQLITE_DONE ? ST_NOTFOUND : db_fail(st, op);
-        }
+    binder b;
+    if (!bind_keys(st, S_USER_FIND_LOGIN, login, NULL, &b, op)) return ST_ERR;
+    int r = step_one(st, &b, op);
+    if (r == ST_OK) {
+        row_user(b.s, out);
+        if (pw_hash) col_copy(pw_hash, 256, b.s, 10);
     }
-    stmt_done(s);
+    stmt_done(b.s);
     return r;
 }
 
@@ -1099,24 +1295,17 @@ int store_user_update(store_t *st, const st_user *u, const char **field)
     static const char op[] = "user update";
     if (field) *field = NULL;
     if (!st || !u) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_USER_UPDATE, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
+    binder b;
+    if (!bind_start(st, S_USER_UPDATE, &b, op)) return ST_ERR;
     b_arr(&b, 1, u->id, sizeof u->id, NULL, false);
     b_arr(&b, 2, u->display_name, sizeof u->display_name, NULL, false);
     b_arr(&b, 3, u->email, sizeof u->email, NULL, true);
     b_arr(&b, 4, u->phone, sizeof u->phone, NULL, true);
     b_arr(&b, 5, u->avatar, sizeof u->avatar, NULL, false);
     b_arr(&b, 6, u->settings, sizeof u->settings, "{}", false);
-    int r;
-    if (b.rc != SQLITE_OK) {
-        r = bind_fail(op, b.rc);
-    } else {
-        r = write_result(st, sqlite3_step(s), op);
-        if (r == ST_CONFLICT && field) *field = conflict_field(st);
-        if (r == ST_OK && sqlite3_changes(st->db) == 0) r = ST_NOTFOUND;
-    }
-    stmt_done(s);
+    int r = step_change(st, &b, op);
+    if (r == ST_CONFLICT && field) *field = conflict_field(st); /* before stmt_done, as in create */
+    stmt_done(b.s);
     return r;
 }
 
@@ -1156,25 +1345,16 @@ int store_user_search(store_t *st, const char *query, st_user *out, int max)
     pat[n] = 0;
     bool bounded = prefix_upper(query, qn, hi);
     int r = ST_ERR;
-    sqlite3_stmt *s = stmt_get(st, S_USER_SEARCH, op);
-    if (s) {
-        binder b = {s, SQLITE_OK};
-        b_text(&b, 1, query);
+    binder b;
+    if (bind_keys(st, S_USER_SEARCH, query, NULL, &b, op)) {
         /* Without an upper end, an empty blob: every text sorts before any blob. */
         if (bounded)
             b_text(&b, 2, hi);
         else if (b.rc == SQLITE_OK)
-            b.rc = sqlite3_bind_zeroblob(s, 2, 0);
+            b.rc = sqlite3_bind_zeroblob(b.s, 2, 0);
         b_text(&b, 3, pat);
         b_i64(&b, 4, max);
-        if (b.rc != SQLITE_OK) {
-            r = bind_fail(op, b.rc);
-        } else {
-            int count = 0, rc = SQLITE_DONE;
-            while (count < max && (rc = sqlite3_step(s)) == SQLITE_ROW) row_user(s, &out[count++]);
-            r = count == max || rc == SQLITE_DONE ? count : db_fail(st, op);
-        }
-        stmt_done(s);
+        r = run_list(st, &b, out, sizeof *out, max, read_user, op);
     }
     free(pat);
     return r;
@@ -1184,23 +1364,11 @@ int store_user_head(store_t *st, const char *user_id, int64_t *pos)
 {
     static const char op[] = "user head";
     if (!st || !user_id || !pos) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_USER_HEAD, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, user_id);
-    int r;
-    if (b.rc != SQLITE_OK) {
-        r = bind_fail(op, b.rc);
-    } else {
-        int rc = sqlite3_step(s);
-        if (rc == SQLITE_ROW) {
-            *pos = sqlite3_column_int64(s, 0);
-            r = ST_OK;
-        } else {
-            r = rc == SQLITE_DONE ? ST_NOTFOUND : db_fail(st, op);
-        }
-    }
-    stmt_done(s);
+    binder b;
+    if (!bind_keys(st, S_USER_HEAD, user_id, NULL, &b, op)) return ST_ERR;
+    int r = step_one(st, &b, op);
+    if (r == ST_OK) *pos = sqlite3_column_int64(b.s, 0);
+    stmt_done(b.s);
     return r;
 }
 
@@ -1210,63 +1378,31 @@ int store_device_create(store_t *st, const st_device *d)
 {
     static const char op[] = "device create";
     if (!st || !d) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_DEV_INSERT, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
+    binder b;
+    if (!bind_start(st, S_DEV_INSERT, &b, op)) return ST_ERR;
     b_arr(&b, 1, d->id, sizeof d->id, NULL, false);
     b_arr(&b, 2, d->user_id, sizeof d->user_id, NULL, false);
     b_arr(&b, 3, d->name, sizeof d->name, NULL, false);
     b_i64(&b, 4, d->created_at);
     b_i64(&b, 5, d->last_seen_at);
     b_i64(&b, 6, d->acked_pos);
-    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
-    stmt_done(s);
-    return r;
+    return run_write(st, &b, op);
 }
 
 int store_device_get(store_t *st, const char *id, st_device *out)
 {
     static const char op[] = "device get";
     if (!st || !id || !out) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_DEV_GET, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, id);
-    int r;
-    if (b.rc != SQLITE_OK) {
-        r = bind_fail(op, b.rc);
-    } else {
-        int rc = sqlite3_step(s);
-        if (rc == SQLITE_ROW) {
-            row_device(s, out);
-            r = ST_OK;
-        } else {
-            r = rc == SQLITE_DONE ? ST_NOTFOUND : db_fail(st, op);
-        }
-    }
-    stmt_done(s);
-    return r;
+    binder b;
+    if (!bind_keys(st, S_DEV_GET, id, NULL, &b, op)) return ST_ERR;
+    return run_one(st, &b, read_device, out, op);
 }
 
 int store_device_count(store_t *st, const char *user_id, int *n)
 {
     static const char op[] = "device count";
     if (!st || !user_id || !n) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_DEV_COUNT, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, user_id);
-    int r;
-    if (b.rc != SQLITE_OK) {
-        r = bind_fail(op, b.rc);
-    } else if (sqlite3_step(s) == SQLITE_ROW) {
-        *n = sqlite3_column_int(s, 0);
-        r = ST_OK;
-    } else {
-        r = db_fail(st, op);
-    }
-    stmt_done(s);
-    return r;
+    return count_by_keys(st, S_DEV_COUNT, user_id, NULL, n, op);
 }
 
 int store_device_list(store_t *st, const char *user_id, st_device *out, int max)
@@ -1274,52 +1410,30 @@ int store_device_list(store_t *st, const char *user_id, st_device *out, int max)
     static const char op[] = "device list";
     if (!st || !user_id || (!out && max > 0)) return bad_args(op);
     if (max <= 0) return 0;
-    sqlite3_stmt *s = stmt_get(st, S_DEV_LIST, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, user_id);
+    binder b;
+    if (!bind_keys(st, S_DEV_LIST, user_id, NULL, &b, op)) return ST_ERR;
     b_i64(&b, 2, max);
-    int r;
-    if (b.rc != SQLITE_OK) {
-        r = bind_fail(op, b.rc);
-    } else {
-        int count = 0, rc = SQLITE_DONE;
-        while (count < max && (rc = sqlite3_step(s)) == SQLITE_ROW) row_device(s, &out[count++]);
-        r = count == max || rc == SQLITE_DONE ? count : db_fail(st, op);
-    }
-    stmt_done(s);
-    return r;
+    return run_list(st, &b, out, sizeof *out, max, read_device, op);
 }
 
 int store_device_delete(store_t *st, const char *user_id, const char *id)
 {
     static const char op[] = "device delete";
     if (!st || !user_id || !id) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_DEV_DELETE, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, id);
-    b_text(&b, 2, user_id);
-    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
-    if (r == ST_OK && sqlite3_changes(st->db) == 0) r = ST_NOTFOUND;
-    stmt_done(s);
-    return r;
+    binder b;
+    if (!bind_keys(st, S_DEV_DELETE, id, user_id, &b, op)) return ST_ERR;
+    return run_change(st, &b, op);
 }
 
 int store_device_ack(store_t *st, const char *id, int64_t pos, int64_t now)
 {
     static const char op[] = "device ack";
     if (!st || !id) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_DEV_ACK, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, id);
+    binder b;
+    if (!bind_keys(st, S_DEV_ACK, id, NULL, &b, op)) return ST_ERR;
     b_i64(&b, 2, pos);
     b_i64(&b, 3, now);
-    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
-    if (r == ST_OK && sqlite3_changes(st->db) == 0) r = ST_NOTFOUND;
-    stmt_done(s);
-    return r;
+    return run_change(st, &b, op);
 }
 
 /* ---- Conversations, messages and inboxes --------------------------------------------------- */
@@ -1328,37 +1442,18 @@ int store_msg_find_cmid(store_t *st, const char *dev, const char *cmid, st_msg *
 {
     static const char op[] = "message find by cmid";
     if (!st || !dev || !cmid || !out) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_MSG_FIND_CMID, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, dev);
-    b_text(&b, 2, cmid);
-    int r;
-    if (b.rc != SQLITE_OK) {
-        r = bind_fail(op, b.rc);
-    } else {
-        int rc = sqlite3_step(s);
-        if (rc == SQLITE_ROW)
-            r = row_msg(s, 0, out, op);
-        else
-            r = rc == SQLITE_DONE ? ST_NOTFOUND : db_fail(st, op);
-    }
-    stmt_done(s);
-    return r;
+    binder b;
+    if (!bind_keys(st, S_MSG_FIND_CMID, dev, cmid, &b, op)) return ST_ERR;
+    return run_one(st, &b, read_msg, out, op);
 }
 
 static int member_insert(store_t *st, const char *conv, const char *user, int64_t now)
 {
     static const char op[] = "member insert";
-    sqlite3_stmt *s = stmt_get(st, S_MEMBER_INSERT, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, conv);
-    b_text(&b, 2, user);
+    binder b;
+    if (!bind_keys(st, S_MEMBER_INSERT, conv, user, &b, op)) return ST_ERR;
     b_i64(&b, 3, now);
-    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
-    stmt_done(s);
-    return r;
+    return run_write(st, &b, op);
 }
 
 int store_conv_ensure_direct(store_t *st, const char *conv, const char *a, const char *b_user,
@@ -1369,13 +1464,10 @@ int store_conv_ensure_direct(store_t *st, const char *conv, const char *a, const
     bool own;
     int r = own_begin(st, &own);
     if (r != ST_OK) return r;
-    sqlite3_stmt *s = stmt_get(st, S_CONV_INSERT_DIRECT, op);
-    if (!s) return own_end(st, own, ST_ERR);
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, conv);
+    binder b;
+    if (!bind_keys(st, S_CONV_INSERT_DIRECT, conv, NULL, &b, op)) return own_end(st, own, ST_ERR);
     b_i64(&b, 2, now);
-    r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
-    stmt_done(s);
+    r = run_write(st, &b, op);
     if (r == ST_OK) r = member_insert(st, conv, a, now);
     if (r == ST_OK) r = member_insert(st, conv, b_user, now);
     return own_end(st, own, r);
@@ -1385,20 +1477,17 @@ int store_conv_is_member(store_t *st, const char *conv, const char *user, bool *
 {
     static const char op[] = "member check";
     if (!st || !conv || !user || !yes) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_MEMBER_CHECK, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, conv);
-    b_text(&b, 2, user);
+    binder b;
+    if (!bind_keys(st, S_MEMBER_CHECK, conv, user, &b, op)) return ST_ERR;
     int r;
     if (b.rc != SQLITE_OK) {
         r = bind_fail(op, b.rc);
     } else {
-        int rc = sqlite3_step(s);
+        int rc = sqlite3_step(b.s);
         *yes = rc == SQLITE_ROW;
         r = rc == SQLITE_ROW || rc == SQLITE_DONE ? ST_OK : db_fail(st, op);
     }
-    stmt_done(s);
+    stmt_done(b.s);
     return r;
 }
 
@@ -1407,44 +1496,27 @@ int store_conv_members(store_t *st, const char *conv, char (*out)[ID_MAX], int m
     static const char op[] = "conversation members";
     if (!st || !conv || (!out && max > 0)) return bad_args(op);
     if (max <= 0) return 0;
-    sqlite3_stmt *s = stmt_get(st, S_MEMBERS, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, conv);
+    binder b;
+    if (!bind_keys(st, S_MEMBERS, conv, NULL, &b, op)) return ST_ERR;
     b_i64(&b, 2, max);
-    int r;
-    if (b.rc != SQLITE_OK) {
-        r = bind_fail(op, b.rc);
-    } else {
-        int count = 0, rc = SQLITE_DONE;
-        while (count < max && (rc = sqlite3_step(s)) == SQLITE_ROW)
-            col_copy(out[count++], ID_MAX, s, 0);
-        r = count == max || rc == SQLITE_DONE ? count : db_fail(st, op);
-    }
-    stmt_done(s);
-    return r;
+    return run_list(st, &b, out, sizeof *out, max, read_id, op);
 }
 
 int store_conv_next_seq(store_t *st, const char *conv, int64_t *seq)
 {
     static const char op[] = "conversation next seq";
     if (!st || !conv || !seq) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_CONV_NEXT_SEQ, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, conv);
-    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_returning(st, s, seq, op);
-    stmt_done(s);
-    return r;
+    binder b;
+    if (!bind_keys(st, S_CONV_NEXT_SEQ, conv, NULL, &b, op)) return ST_ERR;
+    return run_returning(st, &b, seq, op);
 }
 
 int store_msg_insert(store_t *st, const st_msg *m)
 {
     static const char op[] = "message insert";
     if (!st || !m || !m->body) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_MSG_INSERT, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
+    binder b;
+    if (!bind_start(st, S_MSG_INSERT, &b, op)) return ST_ERR;
     b_arr(&b, 1, m->conv, sizeof m->conv, NULL, false);
     b_i64(&b, 2, m->seq);
     b_arr(&b, 3, m->from, sizeof m->from, NULL, false);
@@ -1454,9 +1526,7 @@ int store_msg_insert(store_t *st, const st_msg *m)
     b_arr(&b, 7, m->kind, sizeof m->kind, NULL, false);
     b_text(&b, 8, m->body);
     if (m->reply_to) b_i64(&b, 9, m->reply_to); /* else stays NULL */
-    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
-    stmt_done(s);
-    return r;
+    return run_write(st, &b, op);
 }
 
 int store_inbox_append(store_t *st, const char *user, const char *conv, int64_t seq, int64_t *pos)
@@ -1467,22 +1537,15 @@ int store_inbox_append(store_t *st, const char *user, const char *conv, int64_t 
     int r = own_begin(st, &own);
     if (r != ST_OK) return r;
     int64_t p = 0;
-    sqlite3_stmt *s = stmt_get(st, S_USER_NEXT_POS, op);
-    if (!s) return own_end(st, own, ST_ERR);
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, user);
-    r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_returning(st, s, &p, op);
-    stmt_done(s);
+    binder b;
+    if (!bind_keys(st, S_USER_NEXT_POS, user, NULL, &b, op)) return own_end(st, own, ST_ERR);
+    r = run_returning(st, &b, &p, op);
     if (r == ST_OK) {
-        s = stmt_get(st, S_INBOX_INSERT, op);
-        if (!s) return own_end(st, own, ST_ERR);
-        b = (binder){s, SQLITE_OK};
-        b_text(&b, 1, user);
+        if (!bind_keys(st, S_INBOX_INSERT, user, NULL, &b, op)) return own_end(st, own, ST_ERR);
         b_i64(&b, 2, p);
         b_text(&b, 3, conv);
         b_i64(&b, 4, seq);
-        r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
-        stmt_done(s);
+        r = run_write(st, &b, op);
         /* The position comes from users.last_pos, so a taken one means a corrupt inbox. */
         if (r == ST_CONFLICT) {
             log_error("store: %s: position %lld of %s is already taken", op, (long long)p, user);
@@ -1500,12 +1563,12 @@ int store_inbox_read(store_t *st, const char *user, int64_t after, int limit, st
     static const char op[] = "inbox read";
     if (!st || !user || !fn) return bad_args(op);
     if (limit <= 0) return 0;
-    sqlite3_stmt *s = stmt_get(st, S_INBOX_READ, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, user);
+    binder b;
+    if (!bind_keys(st, S_INBOX_READ, user, NULL, &b, op)) return ST_ERR;
     b_i64(&b, 2, after);
     b_i64(&b, 3, limit);
+    /* Unlike run_rows, this calls fn while the statement runs, so fn must not use the store. */
+    sqlite3_stmt *s = b.s;
     int r;
     if (b.rc != SQLITE_OK) {
         r = bind_fail(op, b.rc);
@@ -1533,51 +1596,6 @@ int store_inbox_read(store_t *st, const char *user, int64_t after, int limit, st
 
 /* ---- Groups, members and markers (schema 2) ------------------------------------------------ */
 
-/* Steps a statement expected to return one row, which stays readable until stmt_done. */
-static int step_one(store_t *st, sqlite3_stmt *s, const char *op)
-{
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) return ST_OK;
-    return rc == SQLITE_DONE ? ST_NOTFOUND : db_fail(st, op);
-}
-
-/* Steps an UPDATE or DELETE: ST_NOTFOUND when it changed no row. */
-static int step_change(store_t *st, sqlite3_stmt *s, const char *op)
-{
-    int r = write_result(st, sqlite3_step(s), op);
-    if (r == ST_OK && sqlite3_changes(st->db) == 0) r = ST_NOTFOUND;
-    return r;
-}
-
-/* Functions that call back read every row into a rows array and end the statement first, then
- * call fn: so fn may use the store again (callers look users up and move markers from there). */
-typedef struct rows {
-    char *p;
-    size_t n, cap, size;
-} rows;
-
-static void *rows_add(rows *v, const char *op)
-{
-    if (v->n == v->cap) {
-        size_t cap = v->cap ? 2 * v->cap : 16;
-        char *p = realloc(v->p, cap * v->size);
-        if (!p) {
-            log_error("store: %s: out of memory for %zu rows", op, cap);
-            return NULL;
-        }
-        v->p = p;
-        v->cap = cap;
-    }
-    void *row = v->p + v->n++ * v->size;
-    memset(row, 0, v->size);
-    return row;
-}
-
-static void *rows_at(const rows *v, size_t i)
-{
-    return v->p + i * v->size;
-}
-
 static bool role_ok(const char *role, const char *op)
 {
     if (strcmp(role, "owner") == 0 || strcmp(role, "admin") == 0 || strcmp(role, "member") == 0)
@@ -1590,61 +1608,44 @@ int store_conv_get(store_t *st, const char *id, st_conv *out)
 {
     static const char op[] = "conversation get";
     if (!st || !id || !out) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_CONV_GET, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, id);
-    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_one(st, s, op);
-    if (r == ST_OK) row_conv(s, 0, out);
-    stmt_done(s);
-    return r;
+    binder b;
+    if (!bind_keys(st, S_CONV_GET, id, NULL, &b, op)) return ST_ERR;
+    return run_one(st, &b, read_conv, out, op);
 }
 
 int store_group_create(store_t *st, const st_conv *c)
 {
     static const char op[] = "group create";
     if (!st || !c) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_GROUP_INSERT, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
+    binder b;
+    if (!bind_start(st, S_GROUP_INSERT, &b, op)) return ST_ERR;
     b_arr(&b, 1, c->id, sizeof c->id, NULL, false);
     b_arr(&b, 2, c->name, sizeof c->name, NULL, false);
     b_arr(&b, 3, c->avatar, sizeof c->avatar, NULL, false);
     b_i64(&b, 4, c->e2e ? 1 : 0);
     b_i64(&b, 5, c->created_at);
-    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
-    stmt_done(s);
-    return r;
+    return run_write(st, &b, op);
 }
 
 int store_group_update(store_t *st, const st_conv *c)
 {
     static const char op[] = "group update";
     if (!st || !c) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_GROUP_UPDATE, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
+    binder b;
+    if (!bind_start(st, S_GROUP_UPDATE, &b, op)) return ST_ERR;
     b_arr(&b, 1, c->id, sizeof c->id, NULL, false);
     b_arr(&b, 2, c->name, sizeof c->name, NULL, false);
     b_arr(&b, 3, c->avatar, sizeof c->avatar, NULL, false);
-    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_change(st, s, op);
-    stmt_done(s);
-    return r;
+    return run_change(st, &b, op);
 }
 
 int store_member_get(store_t *st, const char *conv, const char *user, st_member *out)
 {
     static const char op[] = "member get";
     if (!st || !conv || !user || !out) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_MEMBER_GET, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, conv);
-    b_text(&b, 2, user);
-    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_one(st, s, op);
-    if (r == ST_OK) row_member(s, 0, out);
-    stmt_done(s);
-    return r;
+    binder b;
+    if (!bind_keys(st, S_MEMBER_GET, conv, user, &b, op)) return ST_ERR;
+    return run_one(st, &b, read_member, out, op);
 }
 
 int store_member_add(store_t *st, const char *conv, const char *user, const char *role, int64_t now,
@@ -1653,31 +1654,21 @@ int store_member_add(store_t *st, const char *conv, const char *user, const char
     static const char op[] = "member add";
     if (!st || !conv || !user || !role) return bad_args(op);
     if (!role_ok(role, op)) return ST_ERR;
-    sqlite3_stmt *s = stmt_get(st, S_MEMBER_ADD, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, conv);
-    b_text(&b, 2, user);
+    binder b;
+    if (!bind_keys(st, S_MEMBER_ADD, conv, user, &b, op)) return ST_ERR;
     b_text(&b, 3, role);
     b_i64(&b, 4, now);
     b_i64(&b, 5, joined_seq);
-    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
-    stmt_done(s);
-    return r;
+    return run_write(st, &b, op);
 }
 
 int store_member_remove(store_t *st, const char *conv, const char *user)
 {
     static const char op[] = "member remove";
     if (!st || !conv || !user) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_MEMBER_REMOVE, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, conv);
-    b_text(&b, 2, user);
-    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_change(st, s, op);
-    stmt_done(s);
-    return r;
+    binder b;
+    if (!bind_keys(st, S_MEMBER_REMOVE, conv, user, &b, op)) return ST_ERR;
+    return run_change(st, &b, op);
 }
 
 int store_member_set_role(store_t *st, const char *conv, const char *user, const char *role)
@@ -1685,15 +1676,10 @@ int store_member_set_role(store_t *st, const char *conv, const char *user, const
     static const char op[] = "member set role";
     if (!st || !conv || !user || !role) return bad_args(op);
     if (!role_ok(role, op)) return ST_ERR;
-    sqlite3_stmt *s = stmt_get(st, S_MEMBER_SET_ROLE, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, conv);
-    b_text(&b, 2, user);
+    binder b;
+    if (!bind_keys(st, S_MEMBER_SET_ROLE, conv, user, &b, op)) return ST_ERR;
     b_text(&b, 3, role);
-    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_change(st, s, op);
-    stmt_done(s);
-    return r;
+    return run_change(st, &b, op);
 }
 
 int store_member_list(store_t *st, const char *conv, st_member *out, int max)
@@ -1701,42 +1687,17 @@ int store_member_list(store_t *st, const char *conv, st_member *out, int max)
     static const char op[] = "member list";
     if (!st || !conv || (!out && max > 0)) return bad_args(op);
     if (max <= 0) return 0;
-    sqlite3_stmt *s = stmt_get(st, S_MEMBER_LIST, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, conv);
+    binder b;
+    if (!bind_keys(st, S_MEMBER_LIST, conv, NULL, &b, op)) return ST_ERR;
     b_i64(&b, 2, max);
-    int r;
-    if (b.rc != SQLITE_OK) {
-        r = bind_fail(op, b.rc);
-    } else {
-        int count = 0, rc = SQLITE_DONE;
-        while (count < max && (rc = sqlite3_step(s)) == SQLITE_ROW) row_member(s, 0, &out[count++]);
-        r = count == max || rc == SQLITE_DONE ? count : db_fail(st, op);
-    }
-    stmt_done(s);
-    return r;
+    return run_list(st, &b, out, sizeof *out, max, read_member, op);
 }
 
 int store_member_count(store_t *st, const char *conv, int *n)
 {
     static const char op[] = "member count";
     if (!st || !conv || !n) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_MEMBER_COUNT, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, conv);
-    int r;
-    if (b.rc != SQLITE_OK) {
-        r = bind_fail(op, b.rc);
-    } else if (sqlite3_step(s) == SQLITE_ROW) {
-        *n = sqlite3_column_int(s, 0);
-        r = ST_OK;
-    } else {
-        r = db_fail(st, op);
-    }
-    stmt_done(s);
-    return r;
+    return count_by_keys(st, S_MEMBER_COUNT, conv, NULL, n, op);
 }
 
 int store_member_settings(store_t *st, const char *conv, const char *user, int64_t muted_until,
@@ -1744,16 +1705,11 @@ int store_member_settings(store_t *st, const char *conv, const char *user, int64
 {
     static const char op[] = "member settings";
     if (!st || !conv || !user || !notify) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_MEMBER_SETTINGS, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, conv);
-    b_text(&b, 2, user);
+    binder b;
+    if (!bind_keys(st, S_MEMBER_SETTINGS, conv, user, &b, op)) return ST_ERR;
     b_i64(&b, 3, muted_until);
     b_text(&b, 4, notify);
-    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_change(st, s, op);
-    stmt_done(s);
-    return r;
+    return run_change(st, &b, op);
 }
 
 /* Moves a marker forward. Not moving (the marker is there already, or user is not a member) is
@@ -1763,15 +1719,12 @@ static int marker_move(store_t *st, enum stmt_id id, const char *conv, const cha
 {
     if (!st || !conv || !user || !moved) return bad_args(op);
     *moved = false;
-    sqlite3_stmt *s = stmt_get(st, id, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, conv);
-    b_text(&b, 2, user);
+    binder b;
+    if (!bind_keys(st, id, conv, user, &b, op)) return ST_ERR;
     b_i64(&b, 3, seq);
-    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
+    int r = step_write(st, &b, op);
     if (r == ST_OK) *moved = sqlite3_changes(st->db) > 0;
-    stmt_done(s);
+    stmt_done(b.s);
     return r;
 }
 
@@ -1791,32 +1744,26 @@ typedef struct conv_seq {
     int64_t seq;
 } conv_seq;
 
+static int read_conv_seq(sqlite3_stmt *s, void *out, const char *op)
+{
+    conv_seq *cs = out;
+    (void)op;
+    col_copy(cs->conv, sizeof cs->conv, s, 0);
+    cs->seq = sqlite3_column_int64(s, 1);
+    return ST_OK;
+}
+
 int store_inbox_span(store_t *st, const char *user, int64_t after, int64_t upto, st_conv_seq_fn fn,
                      void *ctx)
 {
     static const char op[] = "inbox span";
     if (!st || !user || !fn) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_INBOX_SPAN, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, user);
+    binder b;
+    if (!bind_keys(st, S_INBOX_SPAN, user, NULL, &b, op)) return ST_ERR;
     b_i64(&b, 2, after);
     b_i64(&b, 3, upto);
     rows v = {.size = sizeof(conv_seq)};
-    int r = ST_OK;
-    if (b.rc != SQLITE_OK) {
-        r = bind_fail(op, b.rc);
-    } else {
-        int rc;
-        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-            conv_seq *cs = rows_add(&v, op);
-            if (!cs) break;
-            col_copy(cs->conv, sizeof cs->conv, s, 0);
-            cs->seq = sqlite3_column_int64(s, 1);
-        }
-        if (rc != SQLITE_DONE) r = rc == SQLITE_ROW ? ST_ERR : db_fail(st, op);
-    }
-    stmt_done(s);
+    int r = run_rows(st, &b, &v, read_conv_seq, op);
     for (size_t i = 0; r == ST_OK && i < v.n; i++) {
         const conv_seq *cs = rows_at(&v, i);
         fn(ctx, cs->conv, cs->seq);
@@ -1829,17 +1776,15 @@ int store_msg_get(store_t *st, const char *conv, int64_t seq, st_msg *out)
 {
     static const char op[] = "message get";
     if (!st || !conv || !out) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_MSG_GET, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, conv);
+    binder b;
+    if (!bind_keys(st, S_MSG_GET, conv, NULL, &b, op)) return ST_ERR;
     b_i64(&b, 2, seq);
-    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_one(st, s, op);
-    if (r == ST_OK && row_msg(s, 0, out, op) != ST_OK) {
+    int r = step_one(st, &b, op);
+    if (r == ST_OK && row_msg(b.s, 0, out, op) != ST_OK) {
         st_msg_clear(out);
         r = ST_ERR;
     }
-    stmt_done(s);
+    stmt_done(b.s);
     return r;
 }
 
@@ -1848,17 +1793,13 @@ int store_msg_update(store_t *st, const char *conv, int64_t seq, const char *kin
 {
     static const char op[] = "message update";
     if (!st || !conv || !kind || !body) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_MSG_UPDATE, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, conv);
+    binder b;
+    if (!bind_keys(st, S_MSG_UPDATE, conv, NULL, &b, op)) return ST_ERR;
     b_i64(&b, 2, seq);
     b_text(&b, 3, kind);
     b_text(&b, 4, body);
     b_i64(&b, 5, edited_at);
-    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_change(st, s, op);
-    stmt_done(s);
-    return r;
+    return run_change(st, &b, op);
 }
 
 int store_msg_history(store_t *st, const char *conv, int64_t before_seq, int64_t min_seq, int limit,
@@ -1867,60 +1808,39 @@ int store_msg_history(store_t *st, const char *conv, int64_t before_seq, int64_t
     static const char op[] = "message history";
     if (!st || !conv || !fn) return bad_args(op);
     if (limit <= 0) return 0;
-    sqlite3_stmt *s = stmt_get(st, S_MSG_HISTORY, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, conv);
+    binder b;
+    if (!bind_keys(st, S_MSG_HISTORY, conv, NULL, &b, op)) return ST_ERR;
     b_i64(&b, 2, before_seq);
     b_i64(&b, 3, min_seq);
     b_i64(&b, 4, limit);
     rows v = {.size = sizeof(st_msg)};
-    int r = ST_OK;
-    if (b.rc != SQLITE_OK) {
-        r = bind_fail(op, b.rc);
-    } else {
-        int rc;
-        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-            st_msg *m = rows_add(&v, op);
-            if (!m || row_msg(s, 0, m, op) != ST_OK) break;
-        }
-        if (rc != SQLITE_DONE) r = rc == SQLITE_ROW ? ST_ERR : db_fail(st, op);
-    }
-    stmt_done(s);
+    int r = run_rows(st, &b, &v, read_msg, op);
     for (size_t i = 0; r == ST_OK && i < v.n; i++) fn(ctx, rows_at(&v, i));
     for (size_t i = 0; i < v.n; i++) st_msg_clear(rows_at(&v, i));
     free(v.p);
     return r == ST_OK ? (int)v.n : r;
 }
 
+/* A row of S_CONV_LIST. */
+static int read_conv_row(sqlite3_stmt *s, void *out, const char *op)
+{
+    st_conv_row *row = out;
+    row_conv(s, 0, &row->conv);
+    row_member(s, 7, &row->me);
+    col_copy(row->peer, sizeof row->peer, s, 15); /* NULL (groups, alone) reads as "" */
+    row->unread = sqlite3_column_int64(s, 16);
+    if (sqlite3_column_type(s, 18) != SQLITE_NULL) return row_msg(s, 17, &row->last, op);
+    return ST_OK;
+}
+
 int store_conv_list(store_t *st, const char *user, st_conv_row_fn fn, void *ctx)
 {
     static const char op[] = "conversation list";
     if (!st || !user || !fn) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_CONV_LIST, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, user);
+    binder b;
+    if (!bind_keys(st, S_CONV_LIST, user, NULL, &b, op)) return ST_ERR;
     rows v = {.size = sizeof(st_conv_row)};
-    int r = ST_OK;
-    if (b.rc != SQLITE_OK) {
-        r = bind_fail(op, b.rc);
-    } else {
-        int rc;
-        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-            st_conv_row *row = rows_add(&v, op);
-            if (!row) break;
-            row_conv(s, 0, &row->conv);
-            row_member(s, 7, &row->me);
-            col_copy(row->peer, sizeof row->peer, s, 15); /* NULL (groups, alone) reads as "" */
-            row->unread = sqlite3_column_int64(s, 16);
-            if (sqlite3_column_type(s, 18) != SQLITE_NULL &&
-                row_msg(s, 17, &row->last, op) != ST_OK)
-                break;
-        }
-        if (rc != SQLITE_DONE) r = rc == SQLITE_ROW ? ST_ERR : db_fail(st, op);
-    }
-    stmt_done(s);
+    int r = run_rows(st, &b, &v, read_conv_row, op);
     for (size_t i = 0; r == ST_OK && i < v.n; i++) fn(ctx, rows_at(&v, i));
     for (size_t i = 0; i < v.n; i++) st_msg_clear(&((st_conv_row *)rows_at(&v, i))->last);
     free(v.p);
@@ -1933,14 +1853,11 @@ int store_contact_get(store_t *st, const char *user, const char *other, char sta
 {
     static const char op[] = "contact get";
     if (!st || !user || !other || !state) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_CONTACT_GET, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, user);
-    b_text(&b, 2, other);
-    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_one(st, s, op);
-    if (r == ST_OK) col_copy(state, 12, s, 0);
-    stmt_done(s);
+    binder b;
+    if (!bind_keys(st, S_CONTACT_GET, user, other, &b, op)) return ST_ERR;
+    int r = step_one(st, &b, op);
+    if (r == ST_OK) col_copy(state, 12, b.s, 0);
+    stmt_done(b.s);
     return r;
 }
 
@@ -1949,30 +1866,20 @@ int store_contact_set(store_t *st, const char *user, const char *other, const ch
 {
     static const char op[] = "contact set";
     if (!st || !user || !other || !state) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_CONTACT_SET, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, user);
-    b_text(&b, 2, other);
+    binder b;
+    if (!bind_keys(st, S_CONTACT_SET, user, other, &b, op)) return ST_ERR;
     b_text(&b, 3, state);
     b_i64(&b, 4, now);
-    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
-    stmt_done(s);
-    return r;
+    return run_write(st, &b, op);
 }
 
 int store_contact_delete(store_t *st, const char *user, const char *other)
 {
     static const char op[] = "contact delete";
     if (!st || !user || !other) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_CONTACT_DELETE, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, user);
-    b_text(&b, 2, other);
-    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_change(st, s, op);
-    stmt_done(s);
-    return r;
+    binder b;
+    if (!bind_keys(st, S_CONTACT_DELETE, user, other, &b, op)) return ST_ERR;
+    return run_change(st, &b, op);
 }
 
 typedef struct contact_row {
@@ -1981,30 +1888,24 @@ typedef struct contact_row {
     int64_t since;
 } contact_row;
 
+static int read_contact(sqlite3_stmt *s, void *out, const char *op)
+{
+    contact_row *c = out;
+    (void)op;
+    col_copy(c->other, sizeof c->other, s, 0);
+    col_copy(c->state, sizeof c->state, s, 1);
+    c->since = sqlite3_column_int64(s, 2);
+    return ST_OK;
+}
+
 int store_contact_list(store_t *st, const char *user, st_contact_fn fn, void *ctx)
 {
     static const char op[] = "contact list";
     if (!st || !user || !fn) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_CONTACT_LIST, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, user);
+    binder b;
+    if (!bind_keys(st, S_CONTACT_LIST, user, NULL, &b, op)) return ST_ERR;
     rows v = {.size = sizeof(contact_row)};
-    int r = ST_OK;
-    if (b.rc != SQLITE_OK) {
-        r = bind_fail(op, b.rc);
-    } else {
-        int rc;
-        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-            contact_row *c = rows_add(&v, op);
-            if (!c) break;
-            col_copy(c->other, sizeof c->other, s, 0);
-            col_copy(c->state, sizeof c->state, s, 1);
-            c->since = sqlite3_column_int64(s, 2);
-        }
-        if (rc != SQLITE_DONE) r = rc == SQLITE_ROW ? ST_ERR : db_fail(st, op);
-    }
-    stmt_done(s);
+    int r = run_rows(st, &b, &v, read_contact, op);
     for (size_t i = 0; r == ST_OK && i < v.n; i++) {
         const contact_row *c = rows_at(&v, i);
         fn(ctx, c->other, c->state, c->since);
@@ -2017,29 +1918,19 @@ int store_block_set(store_t *st, const char *user, const char *other, int64_t no
 {
     static const char op[] = "block set";
     if (!st || !user || !other) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_BLOCK_SET, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, user);
-    b_text(&b, 2, other);
+    binder b;
+    if (!bind_keys(st, S_BLOCK_SET, user, other, &b, op)) return ST_ERR;
     b_i64(&b, 3, now);
-    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
-    stmt_done(s);
-    return r;
+    return run_write(st, &b, op);
 }
 
 int store_block_delete(store_t *st, const char *user, const char *other)
 {
     static const char op[] = "block delete";
     if (!st || !user || !other) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_BLOCK_DELETE, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, user);
-    b_text(&b, 2, other);
-    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_change(st, s, op);
-    stmt_done(s);
-    return r;
+    binder b;
+    if (!bind_keys(st, S_BLOCK_DELETE, user, other, &b, op)) return ST_ERR;
+    return run_change(st, &b, op);
 }
 
 int store_block_check(store_t *st, const char *a, const char *b_user, bool *a_blocks_b,
@@ -2047,19 +1938,16 @@ int store_block_check(store_t *st, const char *a, const char *b_user, bool *a_bl
 {
     static const char op[] = "block check";
     if (!st || !a || !b_user || !a_blocks_b || !b_blocks_a) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_BLOCK_CHECK, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, a);
-    b_text(&b, 2, b_user);
-    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_one(st, s, op);
+    binder b;
+    if (!bind_keys(st, S_BLOCK_CHECK, a, b_user, &b, op)) return ST_ERR;
+    int r = step_one(st, &b, op);
     if (r == ST_OK) {
-        *a_blocks_b = sqlite3_column_int(s, 0) != 0;
-        *b_blocks_a = sqlite3_column_int(s, 1) != 0;
+        *a_blocks_b = sqlite3_column_int(b.s, 0) != 0;
+        *b_blocks_a = sqlite3_column_int(b.s, 1) != 0;
     } else if (r == ST_NOTFOUND) { /* the statement always returns a row */
         r = db_fail(st, op);
     }
-    stmt_done(s);
+    stmt_done(b.s);
     return r;
 }
 
@@ -2068,24 +1956,10 @@ static int user_ids(store_t *st, enum stmt_id id, const char *user, st_user_fn f
                     const char *op)
 {
     if (!st || !user || !fn) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, id, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, user);
+    binder b;
+    if (!bind_keys(st, id, user, NULL, &b, op)) return ST_ERR;
     rows v = {.size = ID_MAX};
-    int r = ST_OK;
-    if (b.rc != SQLITE_OK) {
-        r = bind_fail(op, b.rc);
-    } else {
-        int rc;
-        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-            char *u = rows_add(&v, op);
-            if (!u) break;
-            col_copy(u, ID_MAX, s, 0);
-        }
-        if (rc != SQLITE_DONE) r = rc == SQLITE_ROW ? ST_ERR : db_fail(st, op);
-    }
-    stmt_done(s);
+    int r = run_rows(st, &b, &v, read_id, op);
     for (size_t i = 0; r == ST_OK && i < v.n; i++) fn(ctx, rows_at(&v, i));
     free(v.p);
     return r;
@@ -2105,14 +1979,10 @@ int store_user_seen(store_t *st, const char *user, int64_t ts)
 {
     static const char op[] = "user seen";
     if (!st || !user) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_USER_SEEN, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, user);
+    binder b;
+    if (!bind_keys(st, S_USER_SEEN, user, NULL, &b, op)) return ST_ERR;
     b_i64(&b, 2, ts);
-    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_change(st, s, op);
-    stmt_done(s);
-    return r;
+    return run_change(st, &b, op);
 }
 
 /* ---- Keys (schema 3) ----------------------------------------------------------------------- */
@@ -2161,36 +2031,20 @@ static int row_bundle(sqlite3_stmt *s, st_bundle *b, const char *op)
     return ST_OK;
 }
 
-/* Runs a statement of one or two text parameters whose one row is one integer. */
-static int get_int(store_t *st, enum stmt_id id, const char *p1, const char *p2, int64_t p3,
-                   int64_t *out, const char *op)
+static int read_bundle(sqlite3_stmt *s, void *out, const char *op)
 {
-    sqlite3_stmt *s = stmt_get(st, id, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, p1);
-    if (p2) b_text(&b, 2, p2);
-    if (p2 && p3 >= 0) b_i64(&b, 3, p3);
-    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_one(st, s, op);
-    if (r == ST_OK)
-        *out = sqlite3_column_int64(s, 0);
-    else if (r == ST_NOTFOUND) /* these statements always return a row */
-        r = db_fail(st, op);
-    stmt_done(s);
-    return r;
+    return row_bundle(s, out, op);
 }
 
 int store_key_identity_get(store_t *st, const char *user, uint8_t aik[ST_KEY_LEN])
 {
     static const char op[] = "key identity get";
     if (!st || !user || !aik) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_KEY_IDENTITY_GET, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, user);
-    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_one(st, s, op);
-    if (r == ST_OK && !col_blob(aik, ST_KEY_LEN, s, 0, op)) r = ST_ERR;
-    stmt_done(s);
+    binder b;
+    if (!bind_keys(st, S_KEY_IDENTITY_GET, user, NULL, &b, op)) return ST_ERR;
+    int r = step_one(st, &b, op);
+    if (r == ST_OK && !col_blob(aik, ST_KEY_LEN, b.s, 0, op)) r = ST_ERR;
+    stmt_done(b.s);
     return r;
 }
 
@@ -2199,28 +2053,20 @@ int store_key_identity_set(store_t *st, const char *user, const uint8_t aik[ST_K
 {
     static const char op[] = "key identity set";
     if (!st || !user || !aik) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_KEY_IDENTITY_INSERT, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, user);
+    binder b;
+    if (!bind_keys(st, S_KEY_IDENTITY_INSERT, user, NULL, &b, op)) return ST_ERR;
     b_blob(&b, 2, aik, ST_KEY_LEN);
     b_i64(&b, 3, now);
-    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
-    stmt_done(s);
-    return r;
+    return run_write(st, &b, op);
 }
 
 int store_key_mark_direct(store_t *st, const char *user)
 {
     static const char op[] = "key mark direct conversations";
     if (!st || !user) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_KEY_MARK_DIRECT, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, user);
-    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
-    stmt_done(s);
-    return r;
+    binder b;
+    if (!bind_keys(st, S_KEY_MARK_DIRECT, user, NULL, &b, op)) return ST_ERR;
+    return run_write(st, &b, op);
 }
 
 int store_key_direct_e2e(store_t *st, const char *conv, bool *yes)
@@ -2228,41 +2074,29 @@ int store_key_direct_e2e(store_t *st, const char *conv, bool *yes)
     static const char op[] = "key direct e2e";
     if (!st || !conv || !yes) return bad_args(op);
     *yes = false;
-    sqlite3_stmt *s = stmt_get(st, S_KEY_DIRECT_E2E, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, conv);
-    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_one(st, s, op);
+    binder b;
+    if (!bind_keys(st, S_KEY_DIRECT_E2E, conv, NULL, &b, op)) return ST_ERR;
+    int r = step_one(st, &b, op);
     bool flag = false, all = false;
     if (r == ST_OK) {
-        flag = sqlite3_column_int(s, 0) != 0;
-        all = sqlite3_column_int(s, 1) != 0;
+        flag = sqlite3_column_int(b.s, 0) != 0;
+        all = sqlite3_column_int(b.s, 1) != 0;
     }
-    stmt_done(s);
+    stmt_done(b.s);
     if (r != ST_OK) return r;
     *yes = flag || all;
     if (flag || !all) return ST_OK;
-    s = stmt_get(st, S_KEY_CONV_SET_E2E, op);
-    if (!s) return ST_ERR;
-    b = (binder){s, SQLITE_OK};
-    b_text(&b, 1, conv);
-    r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
-    stmt_done(s);
-    return r;
+    if (!bind_keys(st, S_KEY_CONV_SET_E2E, conv, NULL, &b, op)) return ST_ERR;
+    return run_write(st, &b, op);
 }
 
 int store_key_bundle_get(store_t *st, const char *device, st_bundle *out)
 {
     static const char op[] = "key bundle get";
     if (!st || !device || !out) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_KEY_BUNDLE_GET, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, device);
-    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_one(st, s, op);
-    if (r == ST_OK) r = row_bundle(s, out, op);
-    stmt_done(s);
-    return r;
+    binder b;
+    if (!bind_keys(st, S_KEY_BUNDLE_GET, device, NULL, &b, op)) return ST_ERR;
+    return run_one(st, &b, read_bundle, out, op);
 }
 
 int store_key_bundle_put(store_t *st, const st_bundle *bu, int64_t now, bool *dcert_changed)
@@ -2282,9 +2116,8 @@ int store_key_bundle_put(store_t *st, const st_bundle *bu, int64_t now, bool *dc
     if (r == ST_OK) {
         *dcert_changed = had == ST_NOTFOUND || old.dcert_len != bu->dcert_len ||
                          memcmp(old.dcert, bu->dcert, bu->dcert_len) != 0;
-        sqlite3_stmt *s = stmt_get(st, S_KEY_BUNDLE_PUT, op);
-        if (!s) return own_end(st, own, ST_ERR);
-        binder b = {s, SQLITE_OK};
+        binder b;
+        if (!bind_start(st, S_KEY_BUNDLE_PUT, &b, op)) return own_end(st, own, ST_ERR);
         b_arr(&b, 1, bu->device, sizeof bu->device, NULL, false);
         b_arr(&b, 2, bu->user, sizeof bu->user, NULL, false);
         b_blob(&b, 3, bu->dcert, bu->dcert_len);
@@ -2293,8 +2126,7 @@ int store_key_bundle_put(store_t *st, const st_bundle *bu, int64_t now, bool *dc
         b_blob(&b, 6, bu->spk_pub, sizeof bu->spk_pub);
         b_blob(&b, 7, bu->spk_sig, sizeof bu->spk_sig);
         b_i64(&b, 8, now);
-        r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : step_change(st, s, op);
-        stmt_done(s);
+        r = run_change(st, &b, op);
     }
     return own_end(st, own, r);
 }
@@ -2304,23 +2136,10 @@ int store_key_bundle_list(store_t *st, const char *user, st_bundle *out, int max
     static const char op[] = "key bundle list";
     if (!st || !user || (!out && max > 0)) return bad_args(op);
     if (max <= 0) return 0;
-    sqlite3_stmt *s = stmt_get(st, S_KEY_BUNDLE_LIST, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, user);
+    binder b;
+    if (!bind_keys(st, S_KEY_BUNDLE_LIST, user, NULL, &b, op)) return ST_ERR;
     b_i64(&b, 2, max);
-    int r;
-    if (b.rc != SQLITE_OK) {
-        r = bind_fail(op, b.rc);
-    } else {
-        int count = 0, rc = SQLITE_DONE;
-        r = ST_OK;
-        while (count < max && (rc = sqlite3_step(s)) == SQLITE_ROW)
-            if ((r = row_bundle(s, &out[count++], op)) != ST_OK) break;
-        if (r == ST_OK) r = count == max || rc == SQLITE_DONE ? count : db_fail(st, op);
-    }
-    stmt_done(s);
-    return r;
+    return run_list(st, &b, out, sizeof *out, max, read_bundle, op);
 }
 
 int store_key_opks_add(store_t *st, const char *device, const st_opk *opks, int n)
@@ -2332,25 +2151,18 @@ int store_key_opks_add(store_t *st, const char *device, const st_opk *opks, int 
     int r = own_begin(st, &own);
     if (r != ST_OK) return r;
     int64_t max = -1;
+    binder b;
     for (int i = 0; r == ST_OK && i < n; i++) {
-        sqlite3_stmt *s = stmt_get(st, S_KEY_OPK_INSERT, op);
-        if (!s) return own_end(st, own, ST_ERR);
-        binder b = {s, SQLITE_OK};
-        b_text(&b, 1, device);
+        if (!bind_keys(st, S_KEY_OPK_INSERT, device, NULL, &b, op)) return own_end(st, own, ST_ERR);
         b_i64(&b, 2, opks[i].id);
         b_blob(&b, 3, opks[i].pub, sizeof opks[i].pub);
-        r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
-        stmt_done(s);
+        r = run_write(st, &b, op);
         if ((int64_t)opks[i].id > max) max = opks[i].id;
     }
     if (r == ST_OK) {
-        sqlite3_stmt *s = stmt_get(st, S_KEY_OPK_MAX, op);
-        if (!s) return own_end(st, own, ST_ERR);
-        binder b = {s, SQLITE_OK};
-        b_text(&b, 1, device);
+        if (!bind_keys(st, S_KEY_OPK_MAX, device, NULL, &b, op)) return own_end(st, own, ST_ERR);
         b_i64(&b, 2, max);
-        r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
-        stmt_done(s);
+        r = run_write(st, &b, op);
     }
     return own_end(st, own, r);
 }
@@ -2359,20 +2171,16 @@ int store_key_opk_count(store_t *st, const char *device, int *n)
 {
     static const char op[] = "key OPK count";
     if (!st || !device || !n) return bad_args(op);
-    int64_t v = 0;
-    int r = get_int(st, S_KEY_OPK_COUNT, device, NULL, -1, &v, op);
-    if (r == ST_OK) *n = (int)v;
-    return r;
+    return count_by_keys(st, S_KEY_OPK_COUNT, device, NULL, n, op);
 }
 
 int store_key_opk_take(store_t *st, const char *device, st_opk *out)
 {
     static const char op[] = "key OPK take";
     if (!st || !device || !out) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_KEY_OPK_TAKE, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, device);
+    binder b;
+    if (!bind_keys(st, S_KEY_OPK_TAKE, device, NULL, &b, op)) return ST_ERR;
+    sqlite3_stmt *s = b.s;
     int r;
     if (b.rc != SQLITE_OK) {
         r = bind_fail(op, b.rc);
@@ -2397,8 +2205,11 @@ int store_key_claims_count(store_t *st, const char *claimer_dev, const char *tar
 {
     static const char op[] = "key claims count";
     if (!st || !claimer_dev || !target_user || !n) return bad_args(op);
+    binder b;
+    if (!bind_keys(st, S_KEY_CLAIM_COUNT, claimer_dev, target_user, &b, op)) return ST_ERR;
+    b_i64(&b, 3, since < 0 ? 0 : since);
     int64_t v = 0;
-    int r = get_int(st, S_KEY_CLAIM_COUNT, claimer_dev, target_user, since < 0 ? 0 : since, &v, op);
+    int r = run_int(st, &b, &v, op);
     if (r == ST_OK) *n = (int)v;
     return r;
 }
@@ -2407,28 +2218,20 @@ int store_key_claim_add(store_t *st, const char *claimer_dev, const char *target
 {
     static const char op[] = "key claim add";
     if (!st || !claimer_dev || !target_user) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_KEY_CLAIM_INSERT, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, claimer_dev);
-    b_text(&b, 2, target_user);
+    binder b;
+    if (!bind_keys(st, S_KEY_CLAIM_INSERT, claimer_dev, target_user, &b, op)) return ST_ERR;
     b_i64(&b, 3, now);
-    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
-    stmt_done(s);
-    return r;
+    return run_write(st, &b, op);
 }
 
 int store_key_claims_prune(store_t *st, int64_t before)
 {
     static const char op[] = "key claims prune";
     if (!st) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_KEY_CLAIM_PRUNE, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
+    binder b;
+    if (!bind_start(st, S_KEY_CLAIM_PRUNE, &b, op)) return ST_ERR;
     b_i64(&b, 1, before);
-    int r = b.rc != SQLITE_OK ? bind_fail(op, b.rc) : write_result(st, sqlite3_step(s), op);
-    stmt_done(s);
-    return r;
+    return run_write(st, &b, op);
 }
 
 typedef struct key_dev_row {
@@ -2436,29 +2239,23 @@ typedef struct key_dev_row {
     char device[ID_MAX];
 } key_dev_row;
 
+static int read_key_dev(sqlite3_stmt *s, void *out, const char *op)
+{
+    key_dev_row *kd = out;
+    (void)op;
+    col_copy(kd->user, sizeof kd->user, s, 0);
+    col_copy(kd->device, sizeof kd->device, s, 1); /* NULL reads as "" */
+    return ST_OK;
+}
+
 int store_key_conv_devices(store_t *st, const char *conv, st_key_dev_fn fn, void *ctx)
 {
     static const char op[] = "key conversation devices";
     if (!st || !conv || !fn) return bad_args(op);
-    sqlite3_stmt *s = stmt_get(st, S_KEY_CONV_DEVICES, op);
-    if (!s) return ST_ERR;
-    binder b = {s, SQLITE_OK};
-    b_text(&b, 1, conv);
+    binder b;
+    if (!bind_keys(st, S_KEY_CONV_DEVICES, conv, NULL, &b, op)) return ST_ERR;
     rows v = {.size = sizeof(key_dev_row)};
-    int r = ST_OK;
-    if (b.rc != SQLITE_OK) {
-        r = bind_fail(op, b.rc);
-    } else {
-        int rc;
-        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-            key_dev_row *kd = rows_add(&v, op);
-            if (!kd) break;
-            col_copy(kd->user, sizeof kd->user, s, 0);
-            col_copy(kd->device, sizeof kd->device, s, 1); /* NULL reads as "" */
-        }
-        if (rc != SQLITE_DONE) r = rc == SQLITE_ROW ? ST_ERR : db_fail(st, op);
-    }
-    stmt_done(s);
+    int r = run_rows(st, &b, &v, read_key_dev, op);
     for (size_t i = 0; r == ST_OK && i < v.n; i++) {
         const key_dev_row *kd = rows_at(&v, i);
         fn(ctx, kd->user, kd->device);
@@ -2471,8 +2268,9 @@ int store_key_share_group(store_t *st, const char *a, const char *b_user, bool *
 {
     static const char op[] = "key share group";
     if (!st || !a || !b_user || !yes) return bad_args(op);
+    binder b;
     int64_t v = 0;
-    int r = get_int(st, S_KEY_SHARE_GROUP, a, b_user, -1, &v, op);
-    *yes = r == ST_OK && v != 0;
+    int r = bind_keys(st, S_KEY_SHARE_GROUP, a, b_user, &b, op) ? run_int(st, &b, &v, op) : ST_ERR;
+    *yes = r == ST_OK && v != 0; /* false on every failure too */
     return r;
 }
