@@ -112,12 +112,14 @@ static void test_rfc5869_a1(void **state)
     assert_hex(prk, 32, "077709362c2e32df0ddc3f0dc47bba6390b6c73bb50f9c3122ec844ad7c2b3e5");
     assert_int_equal(
         pl_hkdf(okm, sizeof okm, salt, sizeof salt, ikm, sizeof ikm, (char *)info, sizeof info), 0);
-    assert_hex(okm, 42,
-               "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865");
+    assert_hex(
+        okm, 42,
+        "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865");
     memset(okm, 0, sizeof okm);
     assert_int_equal(pl_hkdf_expand(okm, sizeof okm, prk, (char *)info, sizeof info), 0);
-    assert_hex(okm, 42,
-               "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865");
+    assert_hex(
+        okm, 42,
+        "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865");
 }
 
 static void test_rfc5869_a2(void **state)
@@ -142,7 +144,8 @@ static void test_rfc5869_a2(void **state)
 static void test_rfc5869_a3(void **state)
 {
     (void)state;
-    static const char *want_prk = "19ef24a32c717b167f33a91d6f648bdf96596776afdb6377ac434c1c293ccb04";
+    static const char *want_prk =
+        "19ef24a32c717b167f33a91d6f648bdf96596776afdb6377ac434c1c293ccb04";
     static const char *want_okm =
         "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8";
     unsigned char ikm[22], prk[32], okm[42];
@@ -186,11 +189,10 @@ static void test_xchacha20poly1305_draft(void **state)
     unhex(key, 32, "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f");
     unhex(nonce, 24, "404142434445464748494a4b4c4d4e4f5051525354555657");
     unhex(ad, 12, "50515253c0c1c2c3c4c5c6c7");
-    assert_int_equal(crypto_aead_xchacha20poly1305_ietf_encrypt(ct, &clen,
-                                                                (const unsigned char *)pt,
-                                                                sizeof pt - 1, ad, sizeof ad, NULL,
-                                                                nonce, key),
-                     0);
+    assert_int_equal(
+        crypto_aead_xchacha20poly1305_ietf_encrypt(ct, &clen, (const unsigned char *)pt,
+                                                   sizeof pt - 1, ad, sizeof ad, NULL, nonce, key),
+        0);
     assert_int_equal(clen, sizeof ct);
     assert_hex(ct, sizeof pt - 1,
                "bd6d179d3e83d43b9576579493c0e939572a1700252bfaccbed2902c21396cbb731c7f1b0b4aa644"
@@ -288,8 +290,9 @@ static void test_argon2id_vectors(void **state)
     (void)state;
     static const char pw1[] = "^T5H$JYt39n%K*j:W]!1s?vg!:jGi]Ax?..l7[p0v:1jHTpla9;]bUN;?bWyCbtqg ";
     /* crypto_pwhash_str_verify declares its argument as char[crypto_pwhash_STRBYTES] */
-    static const char str1[crypto_pwhash_STRBYTES] = "$argon2id$v=19$m=4096,t=19,p=1$PkEgMTYtYnl0ZXMgc2FsdA$"
-                               "ltB/ue1kPtBMBGfsysMpPigE6hiNEKZ9vs8vLNVDQGA";
+    static const char str1[crypto_pwhash_STRBYTES] =
+        "$argon2id$v=19$m=4096,t=19,p=1$PkEgMTYtYnl0ZXMgc2FsdA$"
+        "ltB/ue1kPtBMBGfsysMpPigE6hiNEKZ9vs8vLNVDQGA";
     unsigned char out[190], pw2[82], salt2[16];
     assert_int_equal(crypto_pwhash(out, 32, pw1, strlen(pw1),
                                    (const unsigned char *)">A 16-bytes salt", 19, 4194304,
@@ -341,21 +344,19 @@ static void test_parley_v1_x3dh_and_kdfs(void **state)
     assert_hex(ek_pub, 32, "7b0d47d93427f8311160781c7c733fd89f88970aef490d8aa0ee19a4cb8a1b14");
 
     /* SK without and with OPK, from both sides */
-    assert_int_equal(pl_x3dh_initiator_secret(sk, 32, "PARLEYv1/X3DH", a_dik, ek, b_dik_pub,
-                                              spk_pub, NULL),
-                     0);
+    assert_int_equal(
+        pl_x3dh_initiator_secret(sk, 32, "PARLEYv1/X3DH", a_dik, ek, b_dik_pub, spk_pub, NULL), 0);
     assert_hex(sk, 32, "f6d518fe45097c87e0b63f9c36d542ac7d8761e13e06ac66b13a65d7f0900bd6");
-    assert_int_equal(pl_x3dh_responder_secret(sk_b, 32, "PARLEYv1/X3DH", b_dik, spk, NULL,
-                                              a_dik_pub, ek_pub),
-                     0);
+    assert_int_equal(
+        pl_x3dh_responder_secret(sk_b, 32, "PARLEYv1/X3DH", b_dik, spk, NULL, a_dik_pub, ek_pub),
+        0);
     assert_memory_equal(sk, sk_b, 32);
-    assert_int_equal(pl_x3dh_initiator_secret(sk, 32, "PARLEYv1/X3DH", a_dik, ek, b_dik_pub,
-                                              spk_pub, opk_pub),
-                     0);
+    assert_int_equal(
+        pl_x3dh_initiator_secret(sk, 32, "PARLEYv1/X3DH", a_dik, ek, b_dik_pub, spk_pub, opk_pub),
+        0);
     assert_hex(sk, 32, "1d1c79b59317d7339b50876e7a695ed88b778b49a9e7b5b74f3601eb8811a885");
-    assert_int_equal(pl_x3dh_responder_secret(sk_b, 32, "PARLEYv1/X3DH", b_dik, spk, opk,
-                                              a_dik_pub, ek_pub),
-                     0);
+    assert_int_equal(
+        pl_x3dh_responder_secret(sk_b, 32, "PARLEYv1/X3DH", b_dik, spk, opk, a_dik_pub, ek_pub), 0);
     assert_memory_equal(sk, sk_b, 32);
 
     /* initiator ratchet init: RK, CKs = KDF_RK(SK, X25519(DHs, SPK_B)) */
@@ -415,8 +416,8 @@ static void test_parley_v1_identity(void **state)
     assert_int_equal(pl_spk_verify(sig, aik_b.pk, "u_bob", "d_bob1", 8, spk_pub), PL_E2E_ESIG);
     assert_int_equal(pl_spk_verify(sig, aik_a.pk, "u_bob", "d_bob1", 7, spk_pub), PL_E2E_ESIG);
 
-    int n = pl_x3dh_ad(ad, aik_a.pk, a_dik_pub, "u_alice", "d_alice1", aik_b.pk, b_dik_pub,
-                       "u_bob", "d_bob1");
+    int n = pl_x3dh_ad(ad, aik_a.pk, a_dik_pub, "u_alice", "d_alice1", aik_b.pk, b_dik_pub, "u_bob",
+                       "d_bob1");
     assert_true(n > 0);
     assert_hex(ad, (size_t)n,
                "5041524c455976312f4144bc7cbcb5636375fa1d82434d466724d92377f53b980695dd49d26d0ce1"

@@ -13,7 +13,7 @@
  *
  * Conventions: internal to libparley (not in parley.h), every name pl_..., every call that can
  * fail returns 0 (or a documented non-negative value) or a negative PL_E2E_E... code. Output
- * buffers are the caller's; state objects (pl_session, pl_sk_sender, pl_sk_peer) are allocated
+ * buffers are the caller's; state objects (pl_e2e_session, pl_sk_sender, pl_sk_peer) are allocated
  * here and released with their *_free, which wipes them. Per-operation secrets are wiped on every
  * exit path. A decrypt works on a copy and commits only after the tag verifies: a failed decrypt
  * leaves the state (and its serialized bytes) unchanged.
@@ -59,32 +59,32 @@ const char *pl_e2e_strerror(int err);
 
 /* --------------------------------------------------------------------------------- constants */
 
-#define PL_E2E_VERSION      0x01 /* first byte of PREKEY_MSG, MSG, SKMSG */
-#define PL_E2E_SUITE        0x01 /* X25519, Ed25519, HKDF-SHA256, XChaCha20-Poly1305 */
-#define PL_MSG_PREKEY       0x01 /* wire types (third byte) */
-#define PL_MSG_MSG          0x02
-#define PL_MSG_SKMSG        0x03
-#define PL_CT_CONTENT       0x01 /* pairwise payload types (first plaintext byte) */
-#define PL_CT_SKDM          0x02
-#define PL_CT_RETRY         0x03
-#define PL_E2E_ID_MAX       64         /* id(x): 1..64 ASCII bytes */
-#define PL_E2E_PAYLOAD_MAX  65536      /* bytes after the ctype byte */
-#define PL_E2E_PAD_BLOCK    160        /* sodium_pad block */
-#define PL_E2E_PADDED_MAX   65600      /* pad(1 + PL_E2E_PAYLOAD_MAX) */
-#define PL_MAX_SKIP         2000       /* largest jump in one chain */
-#define PL_MAX_SKIPPED      2000       /* stored skipped keys per session / per sender-key state */
-#define PL_SKIPPED_TTL_MS   (30ULL * 24 * 3600 * 1000)
-#define PL_SK_STATES_MAX    5          /* receiving sender-key states per (conv, sender device) */
-#define PL_SK_ROTATE_MS     (7ULL * 24 * 3600 * 1000)
-#define PL_SK_ROTATE_MSGS   1000
-#define PL_OPK_NONE         0xFFFFFFFFu
-#define PL_DCERT_MIN        109 /* 1 + 2 + 2 + 32 + 8 + 64 */
-#define PL_DCERT_MAX        235 /* 1 + 65 + 65 + 32 + 8 + 64 */
-#define PL_AD_MAX           399 /* "PARLEYv1/AD" + 2 * (32 + 32 + 65 + 65) */
-#define PL_MSG_OVERHEAD     83  /* MSG: 43 header + 24 nonce + 16 tag (+ padded plaintext) */
-#define PL_SKMSG_OVERHEAD   127 /* SKMSG: 23 + 24 nonce + 16 tag + 64 signature */
-#define PL_SKDM_MAX         150 /* 1 + 65 + 16 + 4 + 32 + 32 */
-#define PL_FP_ITERATIONS    5200 /* safety numbers */
+#define PL_E2E_VERSION     0x01 /* first byte of PREKEY_MSG, MSG, SKMSG */
+#define PL_E2E_SUITE       0x01 /* X25519, Ed25519, HKDF-SHA256, XChaCha20-Poly1305 */
+#define PL_WIRE_PREKEY     0x01 /* wire types (third byte) */
+#define PL_WIRE_MSG        0x02
+#define PL_WIRE_SKMSG      0x03
+#define PL_CT_CONTENT      0x01 /* pairwise payload types (first plaintext byte) */
+#define PL_CT_SKDM         0x02
+#define PL_CT_RETRY        0x03
+#define PL_E2E_ID_MAX      64    /* id(x): 1..64 ASCII bytes */
+#define PL_E2E_PAYLOAD_MAX 65536 /* bytes after the ctype byte */
+#define PL_E2E_PAD_BLOCK   160   /* sodium_pad block */
+#define PL_E2E_PADDED_MAX  65600 /* pad(1 + PL_E2E_PAYLOAD_MAX) */
+#define PL_MAX_SKIP        2000  /* largest jump in one chain */
+#define PL_MAX_SKIPPED     2000  /* stored skipped keys per session / per sender-key state */
+#define PL_SKIPPED_TTL_MS  (30ULL * 24 * 3600 * 1000)
+#define PL_SK_STATES_MAX   5 /* receiving sender-key states per (conv, sender device) */
+#define PL_SK_ROTATE_MS    (7ULL * 24 * 3600 * 1000)
+#define PL_SK_ROTATE_MSGS  1000
+#define PL_OPK_NONE        0xFFFFFFFFu
+#define PL_DCERT_MIN       109  /* 1 + 2 + 2 + 32 + 8 + 64 */
+#define PL_DCERT_MAX       235  /* 1 + 65 + 65 + 32 + 8 + 64 */
+#define PL_AD_MAX          399  /* "PARLEYv1/AD" + 2 * (32 + 32 + 65 + 65) */
+#define PL_MSG_OVERHEAD    83   /* MSG: 43 header + 24 nonce + 16 tag (+ padded plaintext) */
+#define PL_SKMSG_OVERHEAD  127  /* SKMSG: 23 + 24 nonce + 16 tag + 64 signature */
+#define PL_SKDM_MAX        150  /* 1 + 65 + 16 + 4 + 32 + 32 */
+#define PL_FP_ITERATIONS   5200 /* safety numbers */
 
 /* ----------------------------------------------------------------------------- primitives */
 
@@ -95,6 +95,12 @@ int pl_e2e_init(void);
  * one (saltlen 0, salt not NULL), is used as given. L <= 255 * 32. */
 int pl_hkdf(unsigned char *okm, size_t L, const unsigned char *salt, size_t saltlen,
             const unsigned char *ikm, size_t ikmlen, const char *info, size_t infolen);
+/* The two halves of pl_hkdf: PRK = HMAC(salt, ikm) with the same salt rules, and
+ * OKM = T(1) || T(2) || ... truncated to L. */
+int pl_hkdf_extract(unsigned char prk[32], const unsigned char *salt, size_t saltlen,
+                    const unsigned char *ikm, size_t ikmlen);
+int pl_hkdf_expand(unsigned char *okm, size_t L, const unsigned char prk[32], const char *info,
+                   size_t infolen);
 /* KDF_CK: seed = HMAC-SHA256(ck, 0x01), ck_next = HMAC-SHA256(ck, 0x02). ck_next may alias ck. */
 int pl_kdf_ck(unsigned char seed[32], unsigned char ck_next[32], const unsigned char ck[32]);
 /* KDF_RK: HKDF(salt = rk, ikm = dh, "PARLEYv1/RK", 64) = rk_next || ck. rk_next may alias rk. */
@@ -103,7 +109,7 @@ int pl_kdf_rk(unsigned char rk_next[32], unsigned char ck[32], const unsigned ch
 /* Message key: HKDF(none, seed, label, 32), label "PARLEYv1/MK" or "PARLEYv1/SKMK". */
 int pl_kdf_mk(unsigned char mk[32], const unsigned char seed[32], const char *label);
 
-/* Test hook: how many KDF steps (pl_hkdf, pl_kdf_ck) have run in this process. */
+/* Test hook: how many KDF steps (HKDF extract or expand, KDF_CK) have run in this process. */
 unsigned long pl_e2e_kdf_calls(void);
 
 /* A received X25519 public key: 0 when usable, PL_E2E_EKEY when bit 255 is set. */
@@ -231,12 +237,12 @@ int pl_x3dh_ad(unsigned char ad[PL_AD_MAX], const unsigned char aik_a[32],
                const unsigned char aik_b[32], const unsigned char dik_b[32], const char *user_b,
                const char *dev_b);
 
-typedef struct pl_session pl_session;
+typedef struct pl_e2e_session pl_e2e_session;
 
 /* Initiator (§5): verifies the bundle (pl_bundle_verify), runs X3DH with a fresh EK and
  * initialises the ratchet. The new session sends PREKEY_MSGs until it receives a message.
- * *out is owned by the caller (pl_session_free). */
-int pl_x3dh_initiate(pl_session **out, const pl_e2e_self *self, const pl_bundle *peer,
+ * *out is owned by the caller (pl_e2e_session_free). */
+int pl_x3dh_initiate(pl_e2e_session **out, const pl_e2e_self *self, const pl_bundle *peer,
                      const unsigned char pinned_aik[32]);
 
 /* A parsed PREKEY_MSG prekey block (pointers into the caller's bytes). */
@@ -250,7 +256,7 @@ typedef struct pl_prekey_msg {
     unsigned char ek_hash[32]; /* SHA-256(EK_A): names the session and the replay-cache entry */
 } pl_prekey_msg;
 
-/* The type of a pairwise or group message (PL_MSG_PREKEY, PL_MSG_MSG or PL_MSG_SKMSG) after
+/* The type of a pairwise or group message (PL_WIRE_PREKEY, PL_WIRE_MSG or PL_WIRE_SKMSG) after
  * checking version and suite; a negative code otherwise. Full checks come with decryption. */
 int pl_e2e_msg_type(const unsigned char *msg, size_t len);
 /* Parses a whole PREKEY_MSG strictly (every length) and returns its prekey block. */
@@ -286,57 +292,59 @@ typedef struct pl_e2e_out {
 } pl_e2e_out;
 
 /* Responder (§5) for a PREKEY_MSG that matches no existing session (look sessions up by
- * pl_prekey_msg.ek_hash first and decrypt there with pl_session_decrypt). Checks the pinned AIK,
- * the DCERT (user and device must equal from_user and from_dev), the prekeys (PL_E2E_ENOKEY when
- * unknown), the replay cache (PL_E2E_EREPLAY when no OPK and the EK was seen), then derives SK
+ * pl_prekey_msg.ek_hash first and decrypt there with pl_e2e_session_decrypt). Checks the pinned
+ * AIK, the DCERT (user and device must equal from_user and from_dev), the prekeys (PL_E2E_ENOKEY
+ * when unknown), the replay cache (PL_E2E_EREPLAY when no OPK and the EK was seen), then derives SK
  * and decrypts. Only when the tag verifies does *out get a new session: the caller then commits
- * it, deletes the OPK private key and adds ek_hash to the SPK's replay cache, in one transaction. */
-int pl_x3dh_respond(pl_session **out, const pl_e2e_self *self, const pl_respond_keys *keys,
+ * it, deletes the OPK private key and adds ek_hash to the SPK's replay cache, in one transaction.
+ */
+int pl_x3dh_respond(pl_e2e_session **out, const pl_e2e_self *self, const pl_respond_keys *keys,
                     const unsigned char *msg, size_t len, uint64_t now_ms, pl_e2e_out *pt);
 
 /* ----------------------------------------------------------------------------- Double Ratchet */
 
-/* Bytes pl_session_encrypt will write for a payload of payload_len bytes. */
-size_t pl_session_encrypt_size(const pl_session *s, size_t payload_len);
+/* Bytes pl_e2e_session_encrypt will write for a payload of payload_len bytes. */
+size_t pl_e2e_session_encrypt_size(const pl_e2e_session *s, size_t payload_len);
 /* Encrypts ctype || payload into a PREKEY_MSG (until the session has received a message) or a
  * MSG, and advances the sending chain. Fails (state untouched) on bad arguments, a full buffer,
  * or PL_E2E_ECOUNTER when Ns reached 2^32 - 1 (start a new session). Persist before sending. */
-int pl_session_encrypt(pl_session *s, uint8_t ctype, const unsigned char *payload, size_t len,
-                       unsigned char *out, size_t cap, size_t *outlen);
+int pl_e2e_session_encrypt(pl_e2e_session *s, uint8_t ctype, const unsigned char *payload,
+                           size_t len, unsigned char *out, size_t cap, size_t *outlen);
 /* Decrypts a MSG, or a PREKEY_MSG whose EK names this (responder) session. Works on a copy and
  * commits only on success. now_ms stamps new skipped keys. PL_E2E_EREPLAY for a counter already
  * used, PL_E2E_ETOOFAR for a jump over PL_MAX_SKIP (as N or as PN), PL_E2E_EDECRYPT for a bad tag
  * or a message of another session. */
-int pl_session_decrypt(pl_session *s, const unsigned char *msg, size_t len, uint64_t now_ms,
-                       pl_e2e_out *pt);
+int pl_e2e_session_decrypt(pl_e2e_session *s, const unsigned char *msg, size_t len, uint64_t now_ms,
+                           pl_e2e_out *pt);
 
 /* The associated data of the session (PL_AD_MAX bytes at most). */
-const unsigned char *pl_session_ad(const pl_session *s, size_t *len);
+const unsigned char *pl_e2e_session_ad(const pl_e2e_session *s, size_t *len);
 /* SHA-256(EK_A) of the X3DH that made the session. */
-const unsigned char *pl_session_ek_hash(const pl_session *s);
-bool pl_session_is_initiator(const pl_session *s);
+const unsigned char *pl_e2e_session_ek_hash(const pl_e2e_session *s);
+bool pl_e2e_session_is_initiator(const pl_e2e_session *s);
 /* True while the session's messages are PREKEY_MSGs. */
-bool pl_session_sends_prekey(const pl_session *s);
+bool pl_e2e_session_sends_prekey(const pl_e2e_session *s);
 /* The peer device the session is bound to (from the verified DCERT). */
-const char *pl_session_peer_user(const pl_session *s);
-const char *pl_session_peer_device(const pl_session *s);
-const unsigned char *pl_session_peer_aik(const pl_session *s);
-size_t pl_session_skipped_count(const pl_session *s);
+const char *pl_e2e_session_peer_user(const pl_e2e_session *s);
+const char *pl_e2e_session_peer_device(const pl_e2e_session *s);
+const unsigned char *pl_e2e_session_peer_aik(const pl_e2e_session *s);
+size_t pl_e2e_session_skipped_count(const pl_e2e_session *s);
 /* Deletes skipped keys older than PL_SKIPPED_TTL_MS; returns how many. */
-size_t pl_session_expire(pl_session *s, uint64_t now_ms);
+size_t pl_e2e_session_expire(pl_e2e_session *s, uint64_t now_ms);
 /* A deep copy (for the caller's own copy-then-commit). */
-int pl_session_copy(pl_session **out, const pl_session *s);
-void pl_session_free(pl_session *s);
+int pl_e2e_session_copy(pl_e2e_session **out, const pl_e2e_session *s);
+void pl_e2e_session_free(pl_e2e_session *s);
 
 /* Serialized state (docs/e2e.md): holds every key of the session; encrypt it at rest. */
-size_t pl_session_serialized_size(const pl_session *s);
-int pl_session_serialize(const pl_session *s, unsigned char *out, size_t cap, size_t *outlen);
-int pl_session_deserialize(pl_session **out, const unsigned char *in, size_t len);
+size_t pl_e2e_session_serialized_size(const pl_e2e_session *s);
+int pl_e2e_session_serialize(const pl_e2e_session *s, unsigned char *out, size_t cap,
+                             size_t *outlen);
+int pl_e2e_session_deserialize(pl_e2e_session **out, const unsigned char *in, size_t len);
 
 /* ------------------------------------------------------------------------------- Sender Keys */
 
 typedef struct pl_sk_sender pl_sk_sender; /* own sending state for one (conv, own device) */
-typedef struct pl_sk_peer pl_sk_peer; /* receiving states of one (conv, sender user, device) */
+typedef struct pl_sk_peer pl_sk_peer;     /* receiving states of one (conv, sender user, device) */
 
 /* A new sender state: random dist_id and CK, iteration 0, new SSK. */
 int pl_sk_sender_new(pl_sk_sender **out, const char *conv, const char *user, const char *device,
@@ -358,8 +366,7 @@ bool pl_sk_sender_sent_to_has(const pl_sk_sender *st, const char *user, const ch
 int pl_sk_sender_sent_to_add(pl_sk_sender *st, const char *user, const char *device);
 int pl_sk_sender_sent_to_remove(pl_sk_sender *st, const char *user, const char *device);
 size_t pl_sk_sender_serialized_size(const pl_sk_sender *st);
-int pl_sk_sender_serialize(const pl_sk_sender *st, unsigned char *out, size_t cap,
-                           size_t *outlen);
+int pl_sk_sender_serialize(const pl_sk_sender *st, unsigned char *out, size_t cap, size_t *outlen);
 int pl_sk_sender_deserialize(pl_sk_sender **out, const unsigned char *in, size_t len);
 void pl_sk_sender_free(pl_sk_sender *st);
 
@@ -369,7 +376,7 @@ int pl_sk_peer_new(pl_sk_peer **out, const char *conv, const char *user, const c
  * conversation frame_conv. The session's peer must be this record's (user, device) and the
  * SKDM's conv must equal frame_conv and this record's conv (PL_E2E_EIDENTITY otherwise).
  * Returns 0 when installed, 1 when the dist_id was known (ignored). The oldest of 5 is evicted. */
-int pl_sk_peer_install(pl_sk_peer *p, const pl_session *via, const char *frame_conv,
+int pl_sk_peer_install(pl_sk_peer *p, const pl_e2e_session *via, const char *frame_conv,
                        const unsigned char *skdm, size_t len, uint64_t now_ms);
 /* dist_id and iteration of an SKMSG after a strict length and version check (for parking). */
 int pl_skmsg_peek(const unsigned char *msg, size_t len, unsigned char dist_id[16],
@@ -397,8 +404,8 @@ void pl_sk_peer_free(pl_sk_peer *p);
  * h = SHA-512(h || key); digits = six 5-byte big-endian chunks of h, each mod 100000. Either
  * output may be NULL. Signal's parameters: version 0, 33-byte keys, 5200 iterations. */
 int pl_fingerprint(unsigned char h[64], char digits[PL_FP_DIGITS + 1], unsigned version,
-                   const unsigned char *key, size_t keylen, const unsigned char *uid,
-                   size_t uidlen, unsigned iterations);
+                   const unsigned char *key, size_t keylen, const unsigned char *uid, size_t uidlen,
+                   unsigned iterations);
 /* Parley's per-user fingerprint: version 0, key 0x01 || AIK_pub, uid the ASCII user id. */
 int pl_fingerprint_user(unsigned char h[64], char digits[PL_FP_DIGITS + 1],
                         const unsigned char aik_pub[32], const char *user);

@@ -110,8 +110,10 @@ static inline const unsigned char *pl__r_take(pl__r *r, size_t n)
 static inline void pl__r_copy(pl__r *r, void *out, size_t n)
 {
     const unsigned char *b = pl__r_take(r, n);
-    if (b) memcpy(out, b, n);
-    else memset(out, 0, n);
+    if (b)
+        memcpy(out, b, n);
+    else
+        memset(out, 0, n);
 }
 
 static inline uint8_t pl__r_u8(pl__r *r)
@@ -185,8 +187,7 @@ int pl__chain_step(unsigned char ck[32], unsigned char mk[32], const char *label
 int pl__chain_skip(pl__vec *skipped, const unsigned char *dh, unsigned char ck[32], uint32_t *n,
                    uint32_t until, const char *label, uint64_t now_ms);
 /* Finds the key of (dh, n), moves it to mk and deletes it; false when absent. */
-bool pl__skipped_take(pl__vec *skipped, const unsigned char *dh, uint32_t n,
-                      unsigned char mk[32]);
+bool pl__skipped_take(pl__vec *skipped, const unsigned char *dh, uint32_t n, unsigned char mk[32]);
 size_t pl__skipped_expire(pl__vec *skipped, uint64_t now_ms);
 /* Serialized entries: [dh 32 when with_dh] n u32, at u64, mk 32. */
 void pl__skipped_write(pl__w *w, const pl__vec *skipped, bool with_dh);
@@ -200,13 +201,15 @@ int pl__plain_pad(unsigned char **out, size_t *outlen, uint8_t ctype, const unsi
                   size_t len);
 /* Unpads a decrypted buffer into pt (ctype check, length check). */
 int pl__plain_unpad(pl_e2e_out *pt, const unsigned char *padded, size_t len);
+/* On a failed decrypt: wipes whatever plaintext reached the caller's buffer, sets len to 0. */
+void pl__out_fail(pl_e2e_out *pt);
 /* Length check of a ciphertext body (ct || tag): a positive multiple of 160 plus 16. */
 bool pl__ct_len_ok(size_t ctlen);
 void pl__secret_free(void *p, size_t len);
 
 /* ------------------------------------------------------------------------------- session */
 
-struct pl_session {
+struct pl_e2e_session {
     unsigned char rk[32];
     pl_dh_pair dhs; /* own ratchet pair (DHs) */
     unsigned char dhr[32];
@@ -240,9 +243,9 @@ typedef struct pl__wire {
 
 int pl__wire_parse(pl__wire *m, const unsigned char *msg, size_t len);
 /* A new, empty session (skipped keys set up), or NULL. */
-pl_session *pl__session_alloc(void);
+pl_e2e_session *pl__e2e_session_alloc(void);
 /* Ratchet decryption of a parsed message on s itself (the caller passes a copy). */
-int pl__ratchet_decrypt(pl_session *s, const pl__wire *m, const unsigned char *msg,
+int pl__ratchet_decrypt(pl_e2e_session *s, const pl__wire *m, const unsigned char *msg,
                         uint64_t now_ms, pl_e2e_out *pt);
 /* AEAD with ad = prefix || H (H = msg[0..hlen)); shared by the ratchet and Sender Keys. */
 int pl__aead_open(unsigned char **padded, size_t *plen, const unsigned char *ct, size_t ctlen,

@@ -63,8 +63,7 @@ static int sign_prefixed(unsigned char sig[64], const unsigned char sk[64], cons
 }
 
 static int verify_prefixed(const unsigned char sig[64], const unsigned char pk[32],
-                           const char *label, size_t labellen, const unsigned char *msg,
-                           size_t len)
+                           const char *label, size_t labellen, const unsigned char *msg, size_t len)
 {
     unsigned char buf[512];
     if (labellen + len > sizeof buf) return PL_E2E_EINVAL;
@@ -210,8 +209,7 @@ int pl_bundle_verify(const pl_bundle *b, const unsigned char pinned_aik[32], pl_
     if (sodium_memcmp(b->aik, pinned_aik, 32) != 0) return PL_E2E_EIDENTITY;
     int rc = pl_dcert_verify(&d, b->dcert, b->dcert_len, pinned_aik);
     if (rc != 0) return rc;
-    if (strcmp(d.user, b->user) != 0 || strcmp(d.device, b->device) != 0)
-        return PL_E2E_EIDENTITY;
+    if (strcmp(d.user, b->user) != 0 || strcmp(d.device, b->device) != 0) return PL_E2E_EIDENTITY;
     if (pl_x25519_pub_check(b->spk_pub) != 0) return PL_E2E_EKEY;
     if (b->opk_id != PL_OPK_NONE && pl_x25519_pub_check(b->opk_pub) != 0) return PL_E2E_EKEY;
     rc = pl_spk_verify(b->spk_sig, pinned_aik, b->user, b->device, b->spk_id, b->spk_pub);

@@ -31,17 +31,14 @@ static int hmac_update(crypto_auth_hmacsha256_state *st, const void *p, size_t n
     return crypto_auth_hmacsha256_update(st, (const unsigned char *)p, n);
 }
 
-int pl_hkdf(unsigned char *okm, size_t L, const unsigned char *salt, size_t saltlen,
-            const unsigned char *ikm, size_t ikmlen, const char *info, size_t infolen)
+int pl_hkdf_extract(unsigned char prk[32], const unsigned char *salt, size_t saltlen,
+                    const unsigned char *ikm, size_t ikmlen)
 {
     static const unsigned char zeros[32];
-    unsigned char prk[32], t[32], ctr = 1;
     crypto_auth_hmacsha256_state st;
-    size_t off = 0, tlen = 0, n;
     int rc = PL_E2E_ECRYPTO;
 
-    if (L > 255 * 32 || (L > 0 && okm == NULL) || (ikmlen > 0 && ikm == NULL) ||
-        (infolen > 0 && info == NULL) || (salt == NULL && saltlen > 0))
+    if (prk == NULL || (ikmlen > 0 && ikm == NULL) || (salt == NULL && saltlen > 0))
         return PL_E2E_EINVAL;
     count_kdf();
     if (salt == NULL) {
@@ -50,13 +47,29 @@ int pl_hkdf(unsigned char *okm, size_t L, const unsigned char *salt, size_t salt
     } else if (saltlen == 0) {
         salt = zeros; /* the empty salt, never NULL */
     }
-    /* extract */
     if (crypto_auth_hmacsha256_init(&st, salt, saltlen) != 0) goto cleanup;
     if (hmac_update(&st, ikm, ikmlen) != 0) goto cleanup;
     if (crypto_auth_hmacsha256_final(&st, prk) != 0) goto cleanup;
-    /* expand */
+    rc = 0;
+cleanup:
+    sodium_memzero(&st, sizeof st);
+    return rc;
+}
+
+int pl_hkdf_expand(unsigned char *okm, size_t L, const unsigned char prk[32], const char *info,
+                   size_t infolen)
+{
+    unsigned char t[32], ctr = 1;
+    crypto_auth_hmacsha256_state st;
+    size_t off = 0, tlen = 0, n;
+    int rc = PL_E2E_ECRYPTO;
+
+    if (L > 255 * 32 || (L > 0 && okm == NULL) || prk == NULL || (infolen > 0 && info == NULL))
+        return PL_E2E_EINVAL;
+    count_kdf();
+    /* T(i) = HMAC(PRK, T(i-1) || info || i), T(0) empty */
     for (; off < L; off += n, ctr++) {
-        if (crypto_auth_hmacsha256_init(&st, prk, sizeof prk) != 0) goto cleanup;
+        if (crypto_auth_hmacsha256_init(&st, prk, 32) != 0) goto cleanup;
         if (hmac_update(&st, t, tlen) != 0) goto cleanup;
         if (hmac_update(&st, info, infolen) != 0) goto cleanup;
         if (hmac_update(&st, &ctr, 1) != 0) goto cleanup;
@@ -68,9 +81,19 @@ int pl_hkdf(unsigned char *okm, size_t L, const unsigned char *salt, size_t salt
     rc = 0;
 cleanup:
     if (rc != 0 && L > 0) sodium_memzero(okm, L);
-    sodium_memzero(prk, sizeof prk);
     sodium_memzero(t, sizeof t);
     sodium_memzero(&st, sizeof st);
+    return rc;
+}
+
+int pl_hkdf(unsigned char *okm, size_t L, const unsigned char *salt, size_t saltlen,
+            const unsigned char *ikm, size_t ikmlen, const char *info, size_t infolen)
+{
+    unsigned char prk[32];
+    if (L > 255 * 32 || (L > 0 && okm == NULL)) return PL_E2E_EINVAL;
+    int rc = pl_hkdf_extract(prk, salt, saltlen, ikm, ikmlen);
+    if (rc == 0) rc = pl_hkdf_expand(okm, L, prk, info, infolen);
+    sodium_memzero(prk, sizeof prk);
     return rc;
 }
 

@@ -108,6 +108,12 @@ int pl_unpad(const unsigned char *buf, size_t len, size_t *unpadded)
     return 0;
 }
 
+void pl__out_fail(pl_e2e_out *pt)
+{
+    if (pt->buf && pt->len > 0 && pt->len <= pt->cap) sodium_memzero(pt->buf, pt->len);
+    pt->len = 0;
+}
+
 bool pl__ct_len_ok(size_t ctlen)
 {
     if (ctlen < crypto_aead_xchacha20poly1305_ietf_ABYTES + PL_E2E_PAD_BLOCK) return false;
@@ -224,7 +230,8 @@ int pl__chain_skip(pl__vec *skipped, const unsigned char *dh, unsigned char ck[3
     size_t count = until - *n;
     if (count > PL_MAX_SKIP) return PL_E2E_ETOOFAR;
     /* Room first, in one move: evict the oldest so that the new keys fit. */
-    if (skipped->n + count > PL_MAX_SKIPPED) pl__vec_drop_front(skipped, skipped->n + count - PL_MAX_SKIPPED);
+    if (skipped->n + count > PL_MAX_SKIPPED)
+        pl__vec_drop_front(skipped, skipped->n + count - PL_MAX_SKIPPED);
     if (pl__vec_reserve(skipped, skipped->n + count) != 0) return PL_E2E_ENOMEM;
     for (; *n < until; (*n)++) {
         pl__skipped *e = pl__vec_push(skipped);
@@ -238,8 +245,7 @@ int pl__chain_skip(pl__vec *skipped, const unsigned char *dh, unsigned char ck[3
     return 0;
 }
 
-bool pl__skipped_take(pl__vec *skipped, const unsigned char *dh, uint32_t n,
-                      unsigned char mk[32])
+bool pl__skipped_take(pl__vec *skipped, const unsigned char *dh, uint32_t n, unsigned char mk[32])
 {
     static const unsigned char zeros[32];
     if (dh == NULL) dh = zeros;

@@ -29,14 +29,14 @@
 #define F_CKS         0x08
 #define F_CKR         0x10
 
-pl_session *pl__session_alloc(void)
+pl_e2e_session *pl__e2e_session_alloc(void)
 {
-    pl_session *s = calloc(1, sizeof *s);
+    pl_e2e_session *s = calloc(1, sizeof *s);
     if (s) s->skipped.esz = sizeof(pl__skipped);
     return s;
 }
 
-void pl_session_free(pl_session *s)
+void pl_e2e_session_free(pl_e2e_session *s)
 {
     if (s == NULL) return;
     pl__vec_free(&s->skipped);
@@ -44,15 +44,15 @@ void pl_session_free(pl_session *s)
     free(s);
 }
 
-int pl_session_copy(pl_session **out, const pl_session *s)
+int pl_e2e_session_copy(pl_e2e_session **out, const pl_e2e_session *s)
 {
     if (out == NULL || s == NULL) return PL_E2E_EINVAL;
-    pl_session *c = malloc(sizeof *c);
+    pl_e2e_session *c = malloc(sizeof *c);
     if (c == NULL) return PL_E2E_ENOMEM;
     *c = *s;
     if (pl__vec_copy(&c->skipped, &s->skipped) != 0) {
         c->skipped = (pl__vec){0};
-        pl_session_free(c);
+        pl_e2e_session_free(c);
         return PL_E2E_ENOMEM;
     }
     *out = c;
@@ -61,55 +61,55 @@ int pl_session_copy(pl_session **out, const pl_session *s)
 
 /* ----------------------------------------------------------------------------- accessors */
 
-const unsigned char *pl_session_ad(const pl_session *s, size_t *len)
+const unsigned char *pl_e2e_session_ad(const pl_e2e_session *s, size_t *len)
 {
     if (len) *len = s->ad_len;
     return s->ad;
 }
 
-const unsigned char *pl_session_ek_hash(const pl_session *s)
+const unsigned char *pl_e2e_session_ek_hash(const pl_e2e_session *s)
 {
     return s->ek_hash;
 }
 
-bool pl_session_is_initiator(const pl_session *s)
+bool pl_e2e_session_is_initiator(const pl_e2e_session *s)
 {
     return s->initiator;
 }
 
-bool pl_session_sends_prekey(const pl_session *s)
+bool pl_e2e_session_sends_prekey(const pl_e2e_session *s)
 {
     return s->pending_prekey;
 }
 
-const char *pl_session_peer_user(const pl_session *s)
+const char *pl_e2e_session_peer_user(const pl_e2e_session *s)
 {
     return s->peer_user;
 }
 
-const char *pl_session_peer_device(const pl_session *s)
+const char *pl_e2e_session_peer_device(const pl_e2e_session *s)
 {
     return s->peer_device;
 }
 
-const unsigned char *pl_session_peer_aik(const pl_session *s)
+const unsigned char *pl_e2e_session_peer_aik(const pl_e2e_session *s)
 {
     return s->peer_aik;
 }
 
-size_t pl_session_skipped_count(const pl_session *s)
+size_t pl_e2e_session_skipped_count(const pl_e2e_session *s)
 {
     return s->skipped.n;
 }
 
-size_t pl_session_expire(pl_session *s, uint64_t now_ms)
+size_t pl_e2e_session_expire(pl_e2e_session *s, uint64_t now_ms)
 {
     return pl__skipped_expire(&s->skipped, now_ms);
 }
 
 /* --------------------------------------------------------------------------------- encrypt */
 
-static size_t header_len(const pl_session *s)
+static size_t header_len(const pl_e2e_session *s)
 {
     size_t n = 3 + 32 + 4 + 4;
     if (s->pending_prekey) n += 32 + 2 + s->pk_dcert_len + 32 + 4 + 4;
@@ -121,13 +121,13 @@ static size_t padded_len(size_t payload_len)
     return (1 + payload_len) / PL_E2E_PAD_BLOCK * PL_E2E_PAD_BLOCK + PL_E2E_PAD_BLOCK;
 }
 
-size_t pl_session_encrypt_size(const pl_session *s, size_t payload_len)
+size_t pl_e2e_session_encrypt_size(const pl_e2e_session *s, size_t payload_len)
 {
     return header_len(s) + NONCE_LEN + padded_len(payload_len) + AEAD_ABYTES;
 }
 
-int pl_session_encrypt(pl_session *s, uint8_t ctype, const unsigned char *payload, size_t len,
-                       unsigned char *out, size_t cap, size_t *outlen)
+int pl_e2e_session_encrypt(pl_e2e_session *s, uint8_t ctype, const unsigned char *payload,
+                           size_t len, unsigned char *out, size_t cap, size_t *outlen)
 {
     unsigned char ck[32], mk[32];
     unsigned char *padded = NULL;
@@ -138,14 +138,14 @@ int pl_session_encrypt(pl_session *s, uint8_t ctype, const unsigned char *payloa
     if (!s->has_cks) return PL_E2E_ESTATE;
     if (s->ns == UINT32_MAX) return PL_E2E_ECOUNTER;
     if (len > PL_E2E_PAYLOAD_MAX) return PL_E2E_ETOOBIG;
-    if (cap < pl_session_encrypt_size(s, len)) return PL_E2E_ENOSPC;
+    if (cap < pl_e2e_session_encrypt_size(s, len)) return PL_E2E_ENOSPC;
     rc = pl__plain_pad(&padded, &plen, ctype, payload, len);
     if (rc != 0) return rc;
 
     pl__w w = {.p = out, .cap = cap};
     pl__w_u8(&w, PL_E2E_VERSION);
     pl__w_u8(&w, PL_E2E_SUITE);
-    pl__w_u8(&w, s->pending_prekey ? PL_MSG_PREKEY : PL_MSG_MSG);
+    pl__w_u8(&w, s->pending_prekey ? PL_WIRE_PREKEY : PL_WIRE_MSG);
     if (s->pending_prekey) {
         pl__w_bytes(&w, s->pk_aik, 32);
         pl__w_u16(&w, (uint16_t)s->pk_dcert_len);
@@ -185,7 +185,7 @@ cleanup:
 
 /* PN = Ns; Ns = Nr = 0; DHr = dh; RK, CKr = KDF_RK(RK, DH(DHs, DHr)); DHs = new;
  * RK, CKs = KDF_RK(RK, DH(DHs, DHr)). */
-static int dh_ratchet(pl_session *s, const unsigned char dh_pub[32])
+static int dh_ratchet(pl_e2e_session *s, const unsigned char dh_pub[32])
 {
     unsigned char dh[32];
     int rc;
@@ -205,7 +205,7 @@ cleanup:
     return rc;
 }
 
-int pl__ratchet_decrypt(pl_session *s, const pl__wire *m, const unsigned char *msg,
+int pl__ratchet_decrypt(pl_e2e_session *s, const pl__wire *m, const unsigned char *msg,
                         uint64_t now_ms, pl_e2e_out *pt)
 {
     unsigned char mk[32];
@@ -245,38 +245,38 @@ cleanup:
     return rc;
 }
 
-int pl_session_decrypt(pl_session *s, const unsigned char *msg, size_t len, uint64_t now_ms,
-                       pl_e2e_out *pt)
+int pl_e2e_session_decrypt(pl_e2e_session *s, const unsigned char *msg, size_t len, uint64_t now_ms,
+                           pl_e2e_out *pt)
 {
     pl__wire m;
-    pl_session *c = NULL;
+    pl_e2e_session *c = NULL;
     if (s == NULL || msg == NULL || pt == NULL || (pt->buf == NULL && pt->cap > 0))
         return PL_E2E_EINVAL;
+    pt->len = 0;
     int rc = pl__wire_parse(&m, msg, len);
     if (rc != 0) return rc;
     /* A PREKEY_MSG belongs to the responder session its EK made, and to no other. */
-    if (m.type == PL_MSG_PREKEY &&
+    if (m.type == PL_WIRE_PREKEY &&
         (s->initiator || sodium_memcmp(m.pk.ek_hash, s->ek_hash, 32) != 0))
         return PL_E2E_EDECRYPT;
-    if ((rc = pl_session_copy(&c, s)) != 0) return rc;
+    if ((rc = pl_e2e_session_copy(&c, s)) != 0) return rc;
     rc = pl__ratchet_decrypt(c, &m, msg, now_ms, pt);
     if (rc == 0) {
-        pl_session tmp = *s;
+        pl_e2e_session tmp = *s;
         *s = *c;
         *c = tmp;
     }
-    pl_session_free(c);
-    if (rc != 0) pt->len = 0;
+    pl_e2e_session_free(c);
+    if (rc != 0) pl__out_fail(pt);
     return rc;
 }
 
 /* --------------------------------------------------------------------------- serialization */
 
-static void session_write(pl__w *w, const pl_session *s)
+static void session_write(pl__w *w, const pl_e2e_session *s)
 {
     uint8_t flags = (s->initiator ? F_INITIATOR : 0) | (s->pending_prekey ? F_PENDING : 0) |
-                    (s->has_dhr ? F_DHR : 0) | (s->has_cks ? F_CKS : 0) |
-                    (s->has_ckr ? F_CKR : 0);
+                    (s->has_dhr ? F_DHR : 0) | (s->has_cks ? F_CKS : 0) | (s->has_ckr ? F_CKR : 0);
     pl__w_bytes(w, STATE_MAGIC, 4);
     pl__w_u8(w, STATE_VERSION);
     pl__w_u8(w, flags);
@@ -306,14 +306,15 @@ static void session_write(pl__w *w, const pl_session *s)
     pl__skipped_write(w, &s->skipped, true);
 }
 
-size_t pl_session_serialized_size(const pl_session *s)
+size_t pl_e2e_session_serialized_size(const pl_e2e_session *s)
 {
     pl__w w = {0};
     session_write(&w, s);
     return w.len;
 }
 
-int pl_session_serialize(const pl_session *s, unsigned char *out, size_t cap, size_t *outlen)
+int pl_e2e_session_serialize(const pl_e2e_session *s, unsigned char *out, size_t cap,
+                             size_t *outlen)
 {
     if (s == NULL || out == NULL || outlen == NULL) return PL_E2E_EINVAL;
     pl__w w = {.p = out, .cap = cap};
@@ -326,11 +327,11 @@ int pl_session_serialize(const pl_session *s, unsigned char *out, size_t cap, si
     return 0;
 }
 
-int pl_session_deserialize(pl_session **out, const unsigned char *in, size_t len)
+int pl_e2e_session_deserialize(pl_e2e_session **out, const unsigned char *in, size_t len)
 {
     if (out == NULL || in == NULL) return PL_E2E_EINVAL;
     *out = NULL;
-    pl_session *s = pl__session_alloc();
+    pl_e2e_session *s = pl__e2e_session_alloc();
     if (s == NULL) return PL_E2E_ENOMEM;
     int rc = PL_E2E_ESTATE;
     unsigned char pk[32];
@@ -382,6 +383,6 @@ int pl_session_deserialize(pl_session **out, const unsigned char *in, size_t len
     *out = s;
     return 0;
 fail:
-    pl_session_free(s);
+    pl_e2e_session_free(s);
     return rc == 0 ? PL_E2E_ESTATE : rc;
 }

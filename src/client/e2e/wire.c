@@ -20,7 +20,7 @@ static int prefix_check(const unsigned char *msg, size_t len)
 {
     if (msg == NULL || len < 3) return PL_E2E_EFORMAT;
     if (msg[0] != PL_E2E_VERSION || msg[1] != PL_E2E_SUITE) return PL_E2E_EVERSION;
-    if (msg[2] < PL_MSG_PREKEY || msg[2] > PL_MSG_SKMSG) return PL_E2E_EVERSION;
+    if (msg[2] < PL_WIRE_PREKEY || msg[2] > PL_WIRE_SKMSG) return PL_E2E_EVERSION;
     return msg[2];
 }
 
@@ -33,15 +33,14 @@ int pl__wire_parse(pl__wire *m, const unsigned char *msg, size_t len)
 {
     int type = prefix_check(msg, len);
     if (type < 0) return type;
-    if (type != PL_MSG_PREKEY && type != PL_MSG_MSG) return PL_E2E_EVERSION;
+    if (type != PL_WIRE_PREKEY && type != PL_WIRE_MSG) return PL_E2E_EVERSION;
     memset(m, 0, sizeof *m);
     m->type = (uint8_t)type;
     pl__r r = {.p = msg, .len = len, .off = 3};
-    if (type == PL_MSG_PREKEY) {
+    if (type == PL_WIRE_PREKEY) {
         m->pk.aik = pl__r_take(&r, 32);
         m->pk.dcert_len = pl__r_u16(&r);
-        if (m->pk.dcert_len < PL_DCERT_MIN || m->pk.dcert_len > PL_DCERT_MAX)
-            return PL_E2E_EFORMAT;
+        if (m->pk.dcert_len < PL_DCERT_MIN || m->pk.dcert_len > PL_DCERT_MAX) return PL_E2E_EFORMAT;
         m->pk.dcert = pl__r_take(&r, m->pk.dcert_len);
         m->pk.ek = pl__r_take(&r, 32);
         m->pk.spk_id = pl__r_u32(&r);
@@ -58,7 +57,7 @@ int pl__wire_parse(pl__wire *m, const unsigned char *msg, size_t len)
     if (!pl__ct_len_ok(m->ctlen)) return PL_E2E_EFORMAT;
     if (m->n == UINT32_MAX) return PL_E2E_EFORMAT; /* never sent: the counter stops before */
     if (pl_x25519_pub_check(m->dh) != 0) return PL_E2E_EKEY;
-    if (type == PL_MSG_PREKEY) {
+    if (type == PL_WIRE_PREKEY) {
         if (pl_x25519_pub_check(m->pk.ek) != 0) return PL_E2E_EKEY;
         if (crypto_hash_sha256(m->pk.ek_hash, m->pk.ek, 32) != 0) return PL_E2E_ECRYPTO;
     }
@@ -71,7 +70,7 @@ int pl_prekey_msg_parse(pl_prekey_msg *pm, const unsigned char *msg, size_t len)
     if (pm == NULL) return PL_E2E_EINVAL;
     int rc = pl__wire_parse(&m, msg, len);
     if (rc != 0) return rc;
-    if (m.type != PL_MSG_PREKEY) return PL_E2E_EINVAL;
+    if (m.type != PL_WIRE_PREKEY) return PL_E2E_EINVAL;
     *pm = m.pk;
     return 0;
 }

@@ -62,8 +62,7 @@ int pl_x3dh_ad(unsigned char ad[PL_AD_MAX], const unsigned char aik_a[32],
                const char *dev_b)
 {
     if (ad == NULL || aik_a == NULL || dik_a == NULL || aik_b == NULL || dik_b == NULL ||
-        !pl_id_valid(user_a) || !pl_id_valid(dev_a) || !pl_id_valid(user_b) ||
-        !pl_id_valid(dev_b))
+        !pl_id_valid(user_a) || !pl_id_valid(dev_a) || !pl_id_valid(user_b) || !pl_id_valid(dev_b))
         return PL_E2E_EINVAL;
     pl__w w = {.p = ad, .cap = PL_AD_MAX};
     pl__w_bytes(&w, PL__L_AD, PL__LEN(PL__L_AD));
@@ -80,24 +79,24 @@ int pl_x3dh_ad(unsigned char ad[PL_AD_MAX], const unsigned char aik_a[32],
 
 /* -------------------------------------------------------------------------------- initiator */
 
-int pl_x3dh_initiate(pl_session **out, const pl_e2e_self *self, const pl_bundle *peer,
+int pl_x3dh_initiate(pl_e2e_session **out, const pl_e2e_self *self, const pl_bundle *peer,
                      const unsigned char pinned_aik[32])
 {
     pl_dcert d;
     pl_dh_pair ek;
     unsigned char sk[32], dh[32];
-    pl_session *s = NULL;
+    pl_e2e_session *s = NULL;
     int rc;
 
     if (out == NULL || self == NULL || peer == NULL || pinned_aik == NULL) return PL_E2E_EINVAL;
     *out = NULL;
     if ((rc = pl_bundle_verify(peer, pinned_aik, &d)) != 0) return rc;
     if ((rc = pl_dh_generate(&ek)) != 0) goto cleanup;
-    rc = pl_x3dh_initiator_secret(sk, sizeof sk, PL__L_X3DH, self->dik.sk, ek.sk, d.dik_pub,
-                                  peer->spk_pub,
-                                  peer->opk_id != PL_OPK_NONE ? peer->opk_pub : NULL);
+    rc =
+        pl_x3dh_initiator_secret(sk, sizeof sk, PL__L_X3DH, self->dik.sk, ek.sk, d.dik_pub,
+                                 peer->spk_pub, peer->opk_id != PL_OPK_NONE ? peer->opk_pub : NULL);
     if (rc != 0) goto cleanup;
-    if ((s = pl__session_alloc()) == NULL) {
+    if ((s = pl__e2e_session_alloc()) == NULL) {
         rc = PL_E2E_ENOMEM;
         goto cleanup;
     }
@@ -130,7 +129,7 @@ int pl_x3dh_initiate(pl_session **out, const pl_e2e_self *self, const pl_bundle 
     s = NULL;
     rc = 0;
 cleanup:
-    pl_session_free(s);
+    pl_e2e_session_free(s);
     sodium_memzero(&ek, sizeof ek);
     sodium_memzero(sk, sizeof sk);
     sodium_memzero(dh, sizeof dh);
@@ -139,21 +138,22 @@ cleanup:
 
 /* -------------------------------------------------------------------------------- responder */
 
-int pl_x3dh_respond(pl_session **out, const pl_e2e_self *self, const pl_respond_keys *keys,
+int pl_x3dh_respond(pl_e2e_session **out, const pl_e2e_self *self, const pl_respond_keys *keys,
                     const unsigned char *msg, size_t len, uint64_t now_ms, pl_e2e_out *pt)
 {
     pl__wire m;
     pl_dcert d;
     unsigned char sk[32];
-    pl_session *s = NULL;
+    pl_e2e_session *s = NULL;
     int rc;
 
     if (out == NULL || self == NULL || keys == NULL || keys->pinned_aik == NULL ||
         keys->from_user == NULL || keys->from_dev == NULL || msg == NULL || pt == NULL)
         return PL_E2E_EINVAL;
     *out = NULL;
+    pt->len = 0;
     if ((rc = pl__wire_parse(&m, msg, len)) != 0) return rc;
-    if (m.type != PL_MSG_PREKEY) return PL_E2E_EINVAL;
+    if (m.type != PL_WIRE_PREKEY) return PL_E2E_EINVAL;
     /* who: the pinned AIK, and a DCERT under it naming the frame's sender */
     if (sodium_memcmp(m.pk.aik, keys->pinned_aik, 32) != 0) return PL_E2E_EIDENTITY;
     if ((rc = pl_dcert_verify(&d, m.pk.dcert, m.pk.dcert_len, keys->pinned_aik)) != 0) return rc;
@@ -172,7 +172,7 @@ int pl_x3dh_respond(pl_session **out, const pl_e2e_self *self, const pl_respond_
     rc = pl_x3dh_responder_secret(sk, sizeof sk, PL__L_X3DH, self->dik.sk, keys->spk->kp.sk,
                                   opk ? opk->kp.sk : NULL, d.dik_pub, m.pk.ek);
     if (rc != 0) goto cleanup;
-    if ((s = pl__session_alloc()) == NULL) {
+    if ((s = pl__e2e_session_alloc()) == NULL) {
         rc = PL_E2E_ENOMEM;
         goto cleanup;
     }
@@ -192,8 +192,8 @@ int pl_x3dh_respond(pl_session **out, const pl_e2e_self *self, const pl_respond_
     *out = s;
     s = NULL;
 cleanup:
-    if (rc != 0) pt->len = 0;
-    pl_session_free(s);
+    if (rc != 0) pl__out_fail(pt);
+    pl_e2e_session_free(s);
     sodium_memzero(sk, sizeof sk);
     return rc;
 }
