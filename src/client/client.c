@@ -287,8 +287,20 @@ int pl_msg_send_body(pl_client *c, const char *to, const char *kind, const char 
         snprintf(conv, sizeof conv, "%s", to); /* a group is its own conversation */
     else
         conv_direct_id(conv, c->sess.user, to);
-    int err = pl__store_outbox_add(c->db, c->sess.user, c->sess.device, to, conv, kind, compact,
-                                   reply_to, out);
+    bool e2e = false;
+    int err = pl__e2e_send(c, to, conv, kind, compact, reply_to, out, &e2e);
+    if (e2e) {
+        free(compact);
+        if (err) return err;
+        pthread_mutex_lock(&c->mu);
+        c->cmd_kick = true;
+        pthread_mutex_unlock(&c->mu);
+        if (c->thread_started) pl__engine_wake(c);
+        c->errmsg[0] = 0;
+        return 0;
+    }
+    err = pl__store_outbox_add(c->db, c->sess.user, c->sess.device, to, conv, kind, compact,
+                               reply_to, out);
     free(compact);
     if (err) return pl__fail(c, err, NULL);
     pthread_mutex_lock(&c->mu);

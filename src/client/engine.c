@@ -94,7 +94,13 @@ typedef struct io {
     bool ping_out;
     int64_t ping_sent_at;
 
-    bool want_convs;           /* fetch GET /v1/convs once the read batch is committed */
+    bool want_convs;            /* fetch GET /v1/convs once the read batch is committed */
+    bool want_opks;             /* prekeys_low came: upload more OPKs after the batch */
+    int64_t stale_id[WINDOW];   /* e2e rows refused with device_list_stale, to rebuild */
+    json_t *stale_devs[WINDOW]; /* and the server's device lists */
+    int nstale;
+    int64_t stale_last; /* the row rebuilt last and how often in a row */
+    int stale_tries;
     pl_presence presence_sent; /* on this connection (ONLINE is what the server assumes) */
 } io;
 
@@ -283,10 +289,12 @@ static void pump_outbox(io *s)
             pl_msg *m = &rows[i];
             char id[32];
             snprintf(id, sizeof id, "o%lld", (long long)m->local_id);
-            json_t *body = json_loads(m->body, 0, NULL);
-            json_t *f =
-                json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "type", "send", "id", id, "to", m->to,
-                          "cmid", m->cmid, "kind", m->kind, "body", body ? body : json_object());
+            char *wire = pl__store_wire(s->db, m->local_id); /* e2e: the stored ciphertexts */
+            json_t *body = json_loads(wire ? wire : m->body, 0, NULL);
+            json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "type", "send", "id", id, "to",
+                                  m->to, "cmid", m->cmid, "kind", wire ? "e2e" : m->kind, "body",
+                                  body ? body : json_object());
+            free(wire);
             if (m->reply_to > 0) json_object_set_new(f, "reply_to", json_integer(m->reply_to));
             send_json(s, f);
             s->sent_upto = m->local_id;
@@ -330,6 +338,8 @@ static void drop(io *s, int err, const char *why)
     s->ping_out = false;
     s->want_convs = false;
     s->presence_sent = PL_PRESENCE_ONLINE;
+    for (int i = 0; i < s->nstale; i++) json_decref(s->stale_devs[i]);
+    s->nstale = 0; /* resent as they are; refused again on the next connection if still stale */
     if (code == WS_CLOSE_UNAUTH) {
         pl__ev_error(c, PL_ETOKEN,
                      "the server refused this device's session (closed with "
@@ -451,7 +461,30 @@ static void on_msg(io *s, json_t *f)
 {
     if (!tx_begin(s)) return;
     pl_event ev = {0};
+    const char *kind = json_string_value(json_object_get(f, "kind"));
+    const char *from = json_string_value(json_object_get(f, "from"));
+    const char *dev = json_string_value(json_object_get(f, "dev"));
+    json_t *plain = NULL;
+    if (kind && strcmp(kind, "e2e") == 0 && from && dev &&
+        !(strcmp(from, s->me) == 0 && strcmp(dev, s->mydev) == 0)) {
+        /* decrypted inside this transaction: the new ratchet state commits with the message */
+        bool changed = false;
+        plain = pl__e2e_receive(s->c, s->db, s->me, f, &changed);
+        if (changed) {
+            pl_event ch = {.kind = PL_EV_IDENTITY_CHANGED};
+            snprintf(ch.user, sizeof ch.user, "%s", from);
+            defer_event(s, &ch);
+        }
+        if (!plain) { /* a control message: nothing to show */
+            int64_t p = json_integer_value(json_object_get(f, "pos"));
+            if (p > s->pos) s->pos = p;
+            return;
+        }
+        f = plain;
+    }
     int r = pl__store_incoming(s->db, s->me, s->mydev, f, &ev.msg);
+    int64_t pos = json_integer_value(json_object_get(f, "pos"));
+    json_decref(plain);
     if (r < 0) {
         pl_msg_clear(&ev.msg);
         if (r == PL_EPROTO) {
@@ -461,7 +494,6 @@ static void on_msg(io *s, json_t *f)
         s->tx_failed = true;
         return;
     }
-    int64_t pos = json_integer_value(json_object_get(f, "pos"));
     /* positions come in order with no gaps (protocol.md); a repeat is never behind */
     if (pos > s->pos) s->pos = pos;
     if (r == PL__IN_DUP) {
@@ -514,6 +546,13 @@ static void on_error(io *s, json_t *f)
         return;
     }
     if (s->inflight > 0) s->inflight--;
+    if (code && strcmp(code, "device_list_stale") == 0 && s->nstale < WINDOW) {
+        /* rebuilt with the server's list once this batch is stored, then sent again */
+        s->stale_id[s->nstale] = local;
+        s->stale_devs[s->nstale++] = json_incref(json_object_get(f, "devices"));
+        if (local - 1 < s->sent_upto) s->sent_upto = local - 1;
+        return;
+    }
     if (err == PL_ERATE || err == PL_ESERVER) {
         /* Not stored: resend this one and those after it, with the same cmids, later. */
         json_int_t ms = json_integer_value(json_object_get(f, "retry_after"));
@@ -533,6 +572,30 @@ static void on_error(io *s, json_t *f)
     snprintf(text, sizeof text, "%s", msg ? msg : pl_strerror(err));
     ev.text = strdup(text);
     defer_event(s, &ev);
+}
+
+/* The rows refused with device_list_stale: new e2e bodies, or failed after 3 tries in a row. */
+static void rebuild_stale(io *s)
+{
+    for (int i = 0; i < s->nstale; i++) {
+        int64_t id = s->stale_id[i];
+        s->stale_tries = id == s->stale_last ? s->stale_tries + 1 : 1;
+        s->stale_last = id;
+        int err = s->stale_tries > 3
+                      ? PL_EREFUSED
+                      : pl__e2e_rebuild(s->c, s->db, s->url, s->token, s->me, id, s->stale_devs[i]);
+        json_decref(s->stale_devs[i]);
+        if (err == 0) continue;
+        pl_event ev = {.kind = PL_EV_MSG_FAILED, .error = err};
+        if (pl__store_fail(s->db, id, &ev.msg) != 0) {
+            pl_msg_clear(&ev.msg);
+            continue;
+        }
+        ev.text = strdup("the recipient's devices changed and the message could not be "
+                         "encrypted for them");
+        pl__ev_push(s->c, &ev);
+    }
+    s->nstale = 0;
 }
 
 static void on_synced(io *s, json_t *f)
@@ -640,7 +703,8 @@ static void on_event_frame(io *s, json_t *f)
 {
     const char *e = json_string_value(json_object_get(f, "event"));
     const char *user = json_string_value(json_object_get(f, "user"));
-    if (!e || !user) return; /* prekeys_low and the like are for the e2e layer */
+    if (e && strcmp(e, "prekeys_low") == 0) s->want_opks = true;
+    if (!e || !user) return;
     pl_event ev = {.kind = PL_EV_CONTACT};
     if (strcmp(e, "contact_invited") == 0)
         ev.contact = PL_CONTACT_INCOMING;
@@ -750,8 +814,14 @@ static void on_readable(io *s)
         return;
     }
     send_recv(s);
+    if (s->nstale) rebuild_stale(s);
     pump_outbox(s);
     if (s->want_convs && s->phase == IO_LIVE) fetch_convs(s);
+    if (s->want_opks && s->phase == IO_LIVE) {
+        s->want_opks = false;
+        int err = pl__e2e_refill(s->c, s->db, s->url, s->token);
+        if (err) pl__ev_error(s->c, err, "one-time prekeys could not be uploaded");
+    }
 }
 
 static void on_connected(io *s)
@@ -945,6 +1015,7 @@ void *pl__engine_main(void *arg)
         flush_out(s);
     }
     close_socket(s);
+    for (int i = 0; i < s->nstale; i++) json_decref(s->stale_devs[i]);
     drop_events(s);
     free(s->evs);
     buf_free(&s->in);

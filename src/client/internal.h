@@ -115,6 +115,13 @@ int pl__store_contacts(sqlite3 *db, const char *me, pl_user **out, size_t *n);
 int pl__store_outbox_add(sqlite3 *db, const char *me, const char *dev, const char *to,
                          const char *conv, const char *kind, const char *body, int64_t reply_to,
                          pl_msg *out);
+/* The same inside the caller's transaction, with the caller's cmid and (e2e) the body to send
+ * instead of kind/body (NULL: none); *id gets the local_id. */
+int pl__store_outbox_insert(sqlite3 *db, const char *me, const char *dev, const char *to,
+                            const char *conv, const char *kind, const char *body, int64_t reply_to,
+                            const char *cmid, const char *wire, int64_t *id);
+/* The e2e body an outbox row is sent with (malloc'd), NULL when it has none. */
+char *pl__store_wire(sqlite3 *db, int64_t local_id);
 int pl__store_msg_get(sqlite3 *db, int64_t local_id, pl_msg *out);
 int pl__store_history(sqlite3 *db, const char *conv, int64_t before, int limit, pl_msg **out,
                       size_t *n);
@@ -162,6 +169,23 @@ void pl__store_user_label(sqlite3 *db, const char *me, const char *id, char *out
  * it as sent (own transaction). */
 int pl__store_take_reads(sqlite3 *db, void (*fn)(void *ud, const char *conv, int64_t upto),
                          void *ud);
+
+/* ---- e2ec.c: end-to-end encryption glue (keys in the store, sending, receiving) */
+/* Direct message to `to` (a user): when both have an identity key, encrypts and queues it
+ * (*handled true, errors recorded); otherwise *handled false and nothing happened. */
+int pl__e2e_send(pl_client *c, const char *to, const char *conv, const char *kind, const char *body,
+                 int64_t reply_to, pl_msg *out, bool *handled);
+/* An e2e msg frame (I/O thread, inside its transaction): a new frame (caller json_decref()s)
+ * with the decrypted kind and body, or kind "undecryptable" and a visible text. *changed_aik
+ * is set when the sender's identity key differs from the pinned one. */
+json_t *pl__e2e_receive(pl_client *c, sqlite3 *db, const char *me, json_t *f, bool *changed_aik);
+/* device_list_stale for outbox row local_id (I/O thread, REST to base, own transaction):
+ * keeps the entries of devices still listed, adds entries for new ones (claim, X3DH, the same
+ * CONTENT and cmid) and replaces the row's e2e body. 0: send it again; negative: give up. */
+int pl__e2e_rebuild(pl_client *c, sqlite3 *db, const char *base, const char *token, const char *me,
+                    int64_t local_id, json_t *devices);
+/* prekeys_low: generates and uploads 100 more OPKs (I/O thread, REST to base). */
+int pl__e2e_refill(pl_client *c, sqlite3 *db, const char *base, const char *token);
 
 /* ---- engine.c */
 void *pl__engine_main(void *arg);

@@ -65,7 +65,8 @@ extern "C" {
     XX(ENOSESSION, -16, "not logged in: register or log in first")                                 \
     XX(EEXIST, -17, "this store already belongs to another account")                               \
     XX(EREFUSED, -18, "the server refused the request")                                            \
-    XX(ESTATE, -19, "not possible in the current state")
+    XX(ESTATE, -19, "not possible in the current state")                                           \
+    XX(EUNVERIFIED, -20, "the contact's identity key changed: compare safety numbers again")
 
 typedef enum pl_errno {
 #define PL_ERR_ENUM_(name, val, text) PL_##name = (val),
@@ -398,8 +399,10 @@ typedef enum pl_event_kind {
     PL_EV_PRESENCE = 9,      /* a contact or fellow member: user, presence, last_seen_at */
     PL_EV_TYPING = 10,       /* a member is typing in conv (typing true) or stopped: conv, user */
     PL_EV_CONV_CHANGED = 11, /* a conversation's name, members or list entry changed: conv */
-    PL_EV_CONTACT = 12       /* an invitation came, was accepted, or a contact went: user,
+    PL_EV_CONTACT = 12,      /* an invitation came, was accepted, or a contact went: user,
                                 contact (INCOMING, FRIEND or NONE) */
+    PL_EV_IDENTITY_CHANGED = 13 /* a contact's identity key (AIK) changed: user; the safety
+                                   number is new and a verified contact must be verified again */
 } pl_event_kind;
 
 typedef struct pl_event {
@@ -440,5 +443,26 @@ int64_t pl_store_pos(pl_client *c);
 #ifdef __cplusplus
 }
 #endif
+
+/* ------------------------------------------------------------- end-to-end encryption */
+
+#define PL_SAFETY_NUMBER_LEN 60
+
+/* Creates this user's identity (AIK), this device's keys (DIK, DCERT, SPK, 100 OPKs) when the
+ * store has none, keeps the private keys in the store (sealed under a key in the 0600 file
+ * store_path + ".key") and publishes them. pl_account_register and pl_session_login call it;
+ * call it after pl_session_adopt. PL_EREFUSED when the user already has an identity made by
+ * another device (linking devices is not built). */
+int pl_e2e_enable(pl_client *c);
+/* True when direct messages to `user` are end-to-end encrypted (an identity key is pinned). */
+bool pl_e2e_with(pl_client *c, const char *user);
+/* The 60-digit safety number of this user and `user` (the pinned identity key); the same on
+ * both sides. PL_ENOTFOUND when no key is pinned for `user` yet. */
+int pl_safety_number_get(pl_client *c, const char *user, char out[PL_SAFETY_NUMBER_LEN + 1]);
+/* Marks `user`'s pinned key as verified (or not). While a verified contact's key changes,
+ * sending to it fails with PL_EUNVERIFIED until it is verified again. *verified (may be NULL
+ * in pl_contact_verified) tells the state. */
+int pl_contact_set_verified(pl_client *c, const char *user, bool verified);
+int pl_contact_verified(pl_client *c, const char *user, bool *verified);
 
 #endif

@@ -236,6 +236,7 @@ int pl_account_register(pl_client *c, const char *username, const char *password
     json_decref(body);
     if (err == 0) err = keep_session(c, resp);
     json_decref(resp);
+    if (err == 0 && pl_e2e_enable(c) != 0) c->errmsg[0] = 0; /* the account works without */
     return err;
 }
 
@@ -260,6 +261,7 @@ int pl_session_login(pl_client *c, const char *login, const char *password)
             err = keep_session(c, resp);
     }
     json_decref(resp);
+    if (err == 0 && pl_e2e_enable(c) != 0) c->errmsg[0] = 0;
     return err;
 }
 

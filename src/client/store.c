@@ -54,6 +54,10 @@ static const char *const migrations[] = {
     "ALTER TABLE convs ADD COLUMN read_sent INTEGER NOT NULL DEFAULT 0;",
     /* 3: group names */
     "ALTER TABLE convs ADD COLUMN name TEXT NOT NULL DEFAULT '';",
+    /* 4: end-to-end encryption: sealed key material (e2ec.c) and the ciphertext body of an
+     * outbox row (sent as kind "e2e" instead of kind/body, the same bytes on every resend) */
+    "CREATE TABLE e2e_keys(name TEXT PRIMARY KEY, value BLOB NOT NULL);"
+    "ALTER TABLE messages ADD COLUMN wire TEXT;",
 };
 
 static bool is_group(const char *conv)
@@ -331,7 +335,8 @@ static int msg_row(sqlite3_stmt *st, pl_msg *m)
     copy(m->kind, sizeof m->kind, col_text(st, 11));
     m->body = strdup(col_text(st, 12));
     if (!m->body) return PL_ENOMEM;
-    if (strcmp(m->kind, "text") == 0) m->text = text_of(m->body);
+    if (strcmp(m->kind, "text") == 0 || strcmp(m->kind, "undecryptable") == 0)
+        m->text = text_of(m->body);
     int64_t delivered = sqlite3_column_int64(st, 13), read = sqlite3_column_int64(st, 14);
     m->outgoing = state != ST_RECEIVED;
     switch (state) {
@@ -435,19 +440,17 @@ static int conv_touch(sqlite3 *db, const char *conv, const char *peer)
     return rc == SQLITE_DONE ? 0 : PL_ESTORE;
 }
 
-int pl__store_outbox_add(sqlite3 *db, const char *me, const char *dev, const char *to,
-                         const char *conv, const char *kind, const char *body, int64_t reply_to,
-                         pl_msg *out)
+/* Inserts an outbox row inside the caller's transaction; *id gets its local_id. */
+int pl__store_outbox_insert(sqlite3 *db, const char *me, const char *dev, const char *to,
+                            const char *conv, const char *kind, const char *body, int64_t reply_to,
+                            const char *cmid, const char *wire, int64_t *id)
 {
-    char cmid[ID_MAX];
-    id_new(cmid, "c_"); /* made once, here; every resend uses it */
-    if (pl__store_begin(db) != 0) return PL_ESTORE;
-    int err = PL_ESTORE;
-    if (conv_touch(db, conv, to) != 0 || (!is_group(to) && user_touch(db, to) != 0)) goto out;
+    if (conv_touch(db, conv, to) != 0 || (!is_group(to) && user_touch(db, to) != 0))
+        return PL_ESTORE;
     sqlite3_stmt *st =
         prep(db, "INSERT INTO messages(conv, sender, dev, cmid, recipient, ts, kind, body, "
-                 "reply_to, state) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, 0)");
-    if (!st) goto out;
+                 "reply_to, state, wire) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)");
+    if (!st) return PL_ESTORE;
     sqlite3_bind_text(st, 1, conv, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, me, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, dev, -1, SQLITE_STATIC);
@@ -457,22 +460,50 @@ int pl__store_outbox_add(sqlite3 *db, const char *me, const char *dev, const cha
     sqlite3_bind_text(st, 7, kind, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 8, body, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 9, reply_to);
+    if (wire)
+        sqlite3_bind_text(st, 10, wire, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 10);
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) goto out;
-    int64_t id = sqlite3_last_insert_rowid(db);
+    if (rc != SQLITE_DONE) return PL_ESTORE;
+    *id = sqlite3_last_insert_rowid(db);
     st = prep(db, "UPDATE convs SET last_ts = max(last_ts, ?) WHERE id = ?");
-    if (!st) goto out;
+    if (!st) return PL_ESTORE;
     sqlite3_bind_int64(st, 1, now_ms());
     sqlite3_bind_text(st, 2, conv, -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
     sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) goto out;
+    return rc == SQLITE_DONE ? 0 : PL_ESTORE;
+}
+
+int pl__store_outbox_add(sqlite3 *db, const char *me, const char *dev, const char *to,
+                         const char *conv, const char *kind, const char *body, int64_t reply_to,
+                         pl_msg *out)
+{
+    char cmid[ID_MAX];
+    id_new(cmid, "c_"); /* made once, here; every resend uses it */
+    if (pl__store_begin(db) != 0) return PL_ESTORE;
+    int64_t id;
+    if (pl__store_outbox_insert(db, me, dev, to, conv, kind, body, reply_to, cmid, NULL, &id) !=
+        0) {
+        pl__store_rollback(db);
+        return PL_ESTORE;
+    }
     if (pl__store_commit(db) != 0) return PL_ESTORE;
     return out ? pl__store_msg_get(db, id, out) : 0;
-out:
-    pl__store_rollback(db);
-    return err;
+}
+
+char *pl__store_wire(sqlite3 *db, int64_t local_id)
+{
+    sqlite3_stmt *st = prep(db, "SELECT wire FROM messages WHERE local_id = ?");
+    if (!st) return NULL;
+    sqlite3_bind_int64(st, 1, local_id);
+    char *r = NULL;
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_TEXT)
+        r = strdup((const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    return r;
 }
 
 /* Moves the conversation's last message forward and counts unread ones from others. */
@@ -910,10 +941,15 @@ int pl__store_conv_merge(sqlite3 *db, const char *me, json_t *cv, pl__merge *out
     if (conv_touch(db, id, peer) != 0) return PL_ESTORE;
     if (is_group(id) && name && *name && conv_set_name(db, id, name) != 0) return PL_ESTORE;
     /* SQLite evaluates every expression against the row as it was before the UPDATE. The
-     * unread count follows the server unless this device's read marker is ahead (not sent yet). */
+     * unread count follows the server unless this device's read marker is ahead (not sent yet)
+     * or the server counted messages this store does not hold yet (they arrive after this
+     * answer and count themselves as they are stored: taking the server's count then would
+     * count them twice). */
+    int64_t srv_last = json_integer_value(json_object_get(cv, "last_seq"));
     sqlite3_stmt *st = prep(db, "UPDATE convs SET last_ts = max(last_ts, ?2), "
                                 "read_seq = max(read_seq, ?3), read_sent = max(read_sent, ?3), "
-                                "unread = CASE WHEN ?3 >= read_seq THEN ?4 ELSE unread END, "
+                                "unread = CASE WHEN ?3 >= read_seq AND ?7 <= last_seq THEN ?4 "
+                                "ELSE unread END, "
                                 "peer_delivered = max(peer_delivered, ?5, ?6), "
                                 "peer_read = max(peer_read, ?6) WHERE id = ?1");
     if (!st) return PL_ESTORE;
@@ -923,6 +959,7 @@ int pl__store_conv_merge(sqlite3 *db, const char *me, json_t *cv, pl__merge *out
     sqlite3_bind_int64(st, 4, unread);
     sqlite3_bind_int64(st, 5, is_group(id) ? 0 : pdel);
     sqlite3_bind_int64(st, 6, is_group(id) ? 0 : pread);
+    sqlite3_bind_int64(st, 7, srv_last);
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE || conv_state_get(db, id, &after) != 0) return PL_ESTORE;

@@ -308,7 +308,9 @@ static int cmd_convs(pl_client *c, tui_opts *o)
     for (size_t i = 0; i < n; i++) {
         char when[24] = "";
         if (cv[i].last_ts) tui_time(cv[i].last_ts, when, sizeof when, false);
-        printf("%-24s %3d unread  %-16s %s\n", cv[i].title, cv[i].unread, when, cv[i].preview);
+        bool lock = !cv[i].group && cv[i].peer[0] && pl_e2e_with(c, cv[i].peer);
+        printf("%-24s%s %3d unread  %-16s %s\n", cv[i].title, lock ? " \xf0\x9f\x94\x92" : "",
+               cv[i].unread, when, cv[i].preview);
     }
     pl_free(cv);
     return EXIT_OK;
@@ -366,6 +368,37 @@ static int resolve(pl_client *c, const char *name, char id[PL_ID_MAX])
     if (err) return tui_fail(c, name, err);
     snprintf(id, PL_ID_MAX, "%s", u.id);
     return 0;
+}
+
+/* verify USER [confirm]: the safety number with USER; confirm marks USER verified */
+static int cmd_verify(pl_client *c, tui_opts *o, int argc, char **argv)
+{
+    if (argc < 2 || argc > 3 || (argc == 3 && strcmp(argv[2], "confirm") != 0)) {
+        fprintf(stderr, "usage: parley verify USER [confirm]\n");
+        return EXIT_USAGE;
+    }
+    pl_session s;
+    int rc = need_session(c, &s);
+    if (rc) return rc;
+    char id[PL_ID_MAX];
+    if ((rc = resolve(c, argv[1], id)) != 0) return rc;
+    char sn[PL_SAFETY_NUMBER_LEN + 1];
+    int err = pl_safety_number_get(c, id, sn);
+    if (err) return tui_fail(c, "verify", err);
+    if (argc == 3) {
+        err = pl_contact_set_verified(c, id, true);
+        if (err) return tui_fail(c, "verify", err);
+        if (!o->quiet) printf("%s: verified\n", argv[1]);
+        return EXIT_OK;
+    }
+    bool v = false;
+    pl_contact_verified(c, id, &v);
+    for (int i = 0; i < PL_SAFETY_NUMBER_LEN; i += 5)
+        printf("%.5s%s", sn + i, i + 5 == PL_SAFETY_NUMBER_LEN ? "\n" : (i + 5) % 30 ? " " : "\n");
+    if (!o->quiet)
+        printf("%s: %s\n", argv[1],
+               v ? "verified" : "not verified (compare, then: parley verify USER confirm)");
+    return EXIT_OK;
 }
 
 /* invite / accept / decline / block / unblock USER */
@@ -561,7 +594,7 @@ int tui_command(tui_opts *o, int argc, char **argv)
     static const char *const known[] = {"register", "login",   "logout", "whoami",   "send",
                                         "sync",     "history", "convs",  "contacts", "search",
                                         "outbox",   "devices", "group",  "groups",   "invite",
-                                        "accept",   "decline", "block",  "unblock"};
+                                        "accept",   "decline", "block",  "unblock",  "verify"};
     bool ok = false;
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
         if (strcmp(argv[0], known[i]) == 0) ok = true;
@@ -603,6 +636,8 @@ int tui_command(tui_opts *o, int argc, char **argv)
         rc = cmd_search(c, argc, argv);
     else if (strcmp(cmd, "outbox") == 0)
         rc = cmd_outbox(c);
+    else if (strcmp(cmd, "verify") == 0)
+        rc = cmd_verify(c, o, argc, argv);
     else
         rc = cmd_devices(c, argc, argv);
     pl_client_free(c);

@@ -40,6 +40,8 @@ static const char help[] =
     "  block USER, unblock USER block or unblock a user\n"
     "  search QUERY             users whose name starts with QUERY\n"
     "  outbox                   messages still waiting to be sent\n"
+    "  verify USER [confirm]    the safety number with USER (end-to-end encryption);\n"
+    "                           confirm marks USER verified after comparing it\n"
     "  devices                  this account's devices\n"
     "  devices rm DEVICE_ID     remove a device\n"
     "  ui                       the interactive mode (the default)\n"

@@ -254,8 +254,13 @@ static void draw_dialog(ui *u, int top, int left, int height, int width)
         put(top + 2, left + 1, width - 2, "Ctrl-N starts one; Up/Down choose from the list.");
         return;
     }
+    /* the lock: this direct conversation is end-to-end encrypted */
+    char title[sizeof u->title + 8];
+    snprintf(title, sizeof title, "%s%s", u->title,
+             strncmp(u->peer, "u_", 2) == 0 && pl_e2e_with(u->c, u->peer) ? " \xf0\x9f\x94\x92"
+                                                                          : "");
     attron(A_BOLD);
-    put(top, left, width, u->title);
+    put(top, left, width, title);
     attroff(A_BOLD);
     /* who is typing here */
     char typing[512] = "";
@@ -271,7 +276,7 @@ static void draw_dialog(ui *u, int top, int left, int height, int width)
     if (typing[0]) {
         size_t l = strlen(typing);
         snprintf(typing + l, sizeof typing - l, " is typing\xe2\x80\xa6");
-        int tw = (int)strlen(u->title) + 3;
+        int tw = (int)strlen(title) + 3;
         if (tw < width) {
             attron(A_DIM);
             put(top, left + tw, width - tw, typing);
@@ -378,11 +383,14 @@ static void draw(ui *u)
                          : ps && ps->presence == PL_PRESENCE_ONLINE ? "\xe2\x97\x8f"
                          : ps && ps->presence == PL_PRESENCE_AWAY   ? "\xe2\x97\x8b"
                                                                     : " ";
+        const char *lock =
+            !cv->group && cv->peer[0] && pl_e2e_with(u->c, cv->peer) ? " \xf0\x9f\x94\x92" : "";
         if (cv->unread)
-            snprintf(line, sizeof line, "%s%s %s (%d)", (int)i == u->sel ? ">" : " ", pm, cv->title,
-                     cv->unread);
+            snprintf(line, sizeof line, "%s%s %s%s (%d)", (int)i == u->sel ? ">" : " ", pm,
+                     cv->title, lock, cv->unread);
         else
-            snprintf(line, sizeof line, "%s%s %s", (int)i == u->sel ? ">" : " ", pm, cv->title);
+            snprintf(line, sizeof line, "%s%s %s%s", (int)i == u->sel ? ">" : " ", pm, cv->title,
+                     lock);
         if ((int)i == u->sel) attron(A_REVERSE);
         if (cv->unread) attron(A_BOLD);
         put(2 + (int)i, 0, L - 1, line);
@@ -565,10 +573,33 @@ static void slash(ui *u, char *line)
         err = pl_presence_set(u->c, cmd[0] == 'a' ? PL_PRESENCE_AWAY : PL_PRESENCE_ONLINE);
         if (!err)
             snprintf(u->status, sizeof u->status, "you are %s", cmd[0] == 'a' ? "away" : "online");
+    } else if (strcmp(cmd, "verify") == 0) {
+        if (strncmp(u->peer, "u_", 2) != 0) {
+            snprintf(u->status, sizeof u->status, "/verify works in a direct conversation");
+            return;
+        }
+        char sn[PL_SAFETY_NUMBER_LEN + 1];
+        err = pl_safety_number_get(u->c, u->peer, sn);
+        if (!err && argc > 1 && strcmp(argv[1], "confirm") == 0) {
+            err = pl_contact_set_verified(u->c, u->peer, true);
+            if (!err) snprintf(u->status, sizeof u->status, "%s is verified now", u->title);
+        } else if (!err) {
+            bool v = false;
+            pl_contact_verified(u->c, u->peer, &v);
+            char grouped[PL_SAFETY_NUMBER_LEN * 2];
+            size_t k = 0;
+            for (int i = 0; i < PL_SAFETY_NUMBER_LEN; i++) {
+                if (i && i % 5 == 0) grouped[k++] = ' ';
+                grouped[k++] = sn[i];
+            }
+            grouped[k] = 0;
+            snprintf(u->status, sizeof u->status, "safety number%s: %s  (compare; /verify confirm)",
+                     v ? " (verified)" : "", grouped);
+        }
     } else if (strcmp(cmd, "help") == 0) {
         snprintf(u->status, sizeof u->status,
                  "/group NAME USER.. /add USER.. /remove USER.. /leave /rename NAME "
-                 "/invite /accept /decline /block /unblock USER /away /back");
+                 "/invite /accept /decline /block /unblock USER /away /back /verify [confirm]");
     } else {
         snprintf(u->status, sizeof u->status, "unknown command /%s (/help lists them)", cmd);
         return;
@@ -764,6 +795,13 @@ static void on_event(ui *u, pl_event *ev)
     case PL_EV_MESSAGE: { /* a message ends its sender's typing */
         seen *s = seen_of(u, ev->msg.from, false);
         if (s) s->typing_conv[0] = 0;
+        break;
+    }
+    case PL_EV_IDENTITY_CHANGED: {
+        char who[PL_NAME_MAX * 4];
+        tui_user_label(u->c, ev->user, who, sizeof who);
+        snprintf(u->status, sizeof u->status,
+                 "the safety number with %s changed: compare it again (/verify)", who);
         break;
     }
     case PL_EV_CONTACT: {
