@@ -130,3 +130,6 @@ $(BUILD)/obj/parley-h-check.o: src/client/parley.h
 
 all: $(BUILD)/libparley.a $(BUILD)/parley $(BUILD)/obj/parley-h-check.o
 tests-build: $(BUILD)/libparley.a $(BUILD)/parley $(BUILD)/obj/parley-h-check.o $(CTEST_BIN)
+
+bench: all
+	bench/run all
