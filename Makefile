@@ -19,7 +19,7 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS  := -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -g $(OPT) \
            $(SANFLAGS) -Isrc $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS := $(SANFLAGS)
-LDLIBS  := $(PKG_LIBS) -lwslay -lhttp_parser -lpthread -lm
+LDLIBS  := $(PKG_LIBS) -lhttp_parser -lpthread -lm
 
 COMMON_SRC := $(wildcard src/common/*.c)
 SERVER_SRC := $(filter-out src/server/main.c,$(shell find src/server -name '*.c' | sort))

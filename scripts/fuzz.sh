@@ -49,7 +49,7 @@ for t in $targets; do
 	echo "== $t: building"
 	# shellcheck disable=SC2086
 	"$cc" $cflags -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -fsanitize=fuzzer \
-		"$src" $objs $pkg_libs -lwslay -lhttp_parser -lpthread -lm -o "$out/$t"
+		"$src" $objs $pkg_libs -lhttp_parser -lpthread -lm -o "$out/$t"
 
 	corpus=$out/corpus/$t
 	mkdir -p "$corpus"

@@ -3,7 +3,7 @@
 # Only packages that are missing are installed, so a second run is quick and needs no network.
 set -eu
 what=${1:-build}
-build="make gcc pkg-config libuv1-dev libwslay-dev libhttp-parser-dev libjansson-dev libjwt-dev
+build="make gcc pkg-config libuv1-dev libhttp-parser-dev libjansson-dev libjwt-dev
 libsodium-dev libssl-dev libsqlite3-dev libcurl4-openssl-dev libncurses-dev"
 test="$build libcmocka-dev clang libclang-rt-14-dev tmux python3 procps"
 case "$what" in

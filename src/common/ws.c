@@ -1,5 +1,7 @@
-/* ws.c: see ws.h. wslay pulls input through recv_cb and pushes output through send_cb; both work
- * on memory here, so the event loop (libuv) stays in charge of the socket. */
+/* ws.c: see ws.h. RFC 6455 framing of our own: input is parsed as it arrives, a byte at a time
+ * for the header and in runs for the payload, so the endpoint keeps only what a frame split across
+ * reads needs (the header so far, a control frame's payload, the data message being assembled).
+ * Between messages it holds no buffer at all. */
 #include "common/ws.h"
 #include "common/util.h"
 
@@ -7,274 +9,307 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
-#include <wslay/wslay.h>
+
+enum {
+    OP_CONT = 0x0,
+    OP_TEXT = 0x1,
+    OP_BINARY = 0x2,
+    OP_CLOSE = 0x8,
+    OP_PING = 0x9,
+    OP_PONG = 0xA,
+};
+
+#define CTL_MAX 125 /* payload of a control frame (RFC 6455 5.5) */
 
 struct ws {
-    wslay_event_context_ptr ctx;
     ws_handler h;
     void *ud;
     size_t max_msg;
-    uint64_t msg_bytes; /* payload bytes of the message being received */
-    const uint8_t *in;  /* input being fed */
-    size_t in_len, in_off;
-    bool server;
-    /* scan(): our own view of the frame boundaries in the input */
-    uint8_t hdr[14];
-    size_t hlen;
-    uint64_t skip;
-    uint64_t scan_bytes;
-    bool stop_reading;
-    bool closing;
     buf_t out;
+    buf_t msg;        /* the data message being received, unmasked; freed once delivered */
+    uint64_t remain;  /* payload bytes of the current frame still to come */
+    uint64_t msg_len; /* payload bytes of the data message so far, every fragment counted */
+    uint8_t hdr[14];  /* the frame header being gathered */
+    uint8_t hlen;     /* its bytes so far */
+    bool in_payload;  /* the header is complete: payload bytes follow */
+    uint8_t op;       /* the current frame's opcode */
+    bool fin;         /* the current frame ends its message */
+    bool masked;      /* the current frame's payload is masked with mask */
+    uint8_t mask[4];
+    uint8_t mpos;   /* the mask index of the next payload byte */
+    uint8_t msg_op; /* OP_TEXT while a fragmented message is open, else 0 */
+    uint8_t ctl_len;
+    uint8_t ctl[CTL_MAX]; /* the control frame's payload so far */
+    bool server;
+    bool close_sent;
+    bool close_recv;
+    bool stopped; /* no more input is taken: the peer's close arrived or the endpoint failed */
+    uint16_t peer_code;
 };
-
-static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
-{
-    (void)flags;
-    ws_t *ws = user;
-    size_t avail = ws->in_len - ws->in_off;
-    if (ws->stop_reading || avail == 0) {
-        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-        return -1;
-    }
-    if (len > avail) len = avail;
-    memcpy(buf, ws->in + ws->in_off, len);
-    ws->in_off += len;
-    return (ssize_t)len;
-}
-
-static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
-                       void *user)
-{
-    (void)ctx;
-    (void)flags;
-    ws_t *ws = user;
-    buf_append(&ws->out, data, len);
-    return (ssize_t)len;
-}
-
-static int genmask_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, void *user)
-{
-    (void)ctx;
-    (void)user;
-    randombytes_buf(buf, len);
-    return 0;
-}
-
-static void fail(ws_t *ws, uint16_t code, const char *reason)
-{
-    ws->stop_reading = true;
-    ws_close(ws, code, reason);
-}
-
-static void frame_start_cb(wslay_event_context_ptr ctx,
-                           const struct wslay_event_on_frame_recv_start_arg *arg, void *user)
-{
-    (void)ctx;
-    ws_t *ws = user;
-    if (arg->opcode & 0x8) return; /* control frames are limited to 125 bytes by wslay */
-    if (arg->opcode != WSLAY_CONTINUATION_FRAME) ws->msg_bytes = 0;
-    ws->msg_bytes += arg->payload_length;
-    if (ws->msg_bytes > ws->max_msg) fail(ws, WS_CLOSE_TOO_BIG, "message too big");
-}
-
-static void msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
-                   void *user)
-{
-    (void)ctx;
-    ws_t *ws = user;
-    if (ws->stop_reading) return;
-    if (arg->opcode == WSLAY_TEXT_FRAME) {
-        if (!utf8_valid(arg->msg, arg->msg_length)) {
-            fail(ws, WS_CLOSE_BAD_DATA, "invalid UTF-8");
-            return;
-        }
-        ws->h.on_text(ws->ud, (const char *)arg->msg, arg->msg_length);
-    } else if (arg->opcode == WSLAY_BINARY_FRAME) {
-        fail(ws, WS_CLOSE_UNSUPPORTED, "binary messages are not supported");
-    } else if (arg->opcode == WSLAY_CONNECTION_CLOSE) {
-        ws->closing = true;
-    }
-}
 
 ws_t *ws_new(bool server, size_t max_msg, const ws_handler *h, void *ud)
 {
     ws_t *ws = calloc(1, sizeof *ws);
     if (!ws) return NULL;
-    struct wslay_event_callbacks cb = {
-        .recv_callback = recv_cb,
-        .send_callback = send_cb,
-        .genmask_callback = genmask_cb,
-        .on_frame_recv_start_callback = frame_start_cb,
-        .on_msg_recv_callback = msg_cb,
-    };
-    int rv = server ? wslay_event_context_server_init(&ws->ctx, &cb, ws)
-                    : wslay_event_context_client_init(&ws->ctx, &cb, ws);
-    if (rv != 0) {
-        free(ws);
-        return NULL;
-    }
     ws->h = *h;
     ws->ud = ud;
     ws->server = server;
     ws->max_msg = max_msg;
-    /* A backstop only: scan() sees every frame header before wslay does and answers a message
-     * over max_msg with 4009 (wslay would answer 1009, after allocating the declared length). */
-    wslay_event_config_set_max_recv_msg_length(ws->ctx, max_msg + 1);
     buf_init(&ws->out);
+    buf_init(&ws->msg);
     return ws;
 }
 
 void ws_free(ws_t *ws)
 {
     if (!ws) return;
-    wslay_event_context_free(ws->ctx);
     buf_free(&ws->out);
+    buf_free(&ws->msg);
     free(ws);
 }
 
-static void flush(ws_t *ws)
+/* Appends one whole frame (FIN set) to the output, masked when we are a client. */
+static void put_frame(ws_t *ws, uint8_t op, const uint8_t *p, size_t len)
 {
-    if (wslay_event_want_write(ws->ctx)) wslay_event_send(ws->ctx);
-    if (wslay_event_get_close_sent(ws->ctx) || wslay_event_get_close_received(ws->ctx))
-        ws->closing = true;
-}
-
-/* Writes a close frame straight into the output, bypassing wslay's queue (after a protocol error
- * wslay's own state can no longer be trusted to send one). Masked when we are a client. */
-static void raw_close(ws_t *ws, uint16_t code, const char *reason)
-{
-    size_t rl = strlen(reason);
-    uint8_t f[4 + 4 + 125];
+    uint8_t h[14];
     size_t n = 0;
-    f[n++] = 0x88;
-    f[n++] = (uint8_t)((ws->server ? 0 : 0x80) | (2 + rl));
-    uint8_t payload[127];
-    payload[0] = (uint8_t)(code >> 8);
-    payload[1] = (uint8_t)code;
-    memcpy(payload + 2, reason, rl);
+    h[n++] = (uint8_t)(0x80 | op);
+    uint8_t m = ws->server ? 0 : 0x80;
+    if (len < 126) {
+        h[n++] = (uint8_t)(m | len);
+    } else if (len <= 0xffff) {
+        h[n++] = m | 126;
+        h[n++] = (uint8_t)(len >> 8);
+        h[n++] = (uint8_t)len;
+    } else {
+        h[n++] = m | 127;
+        for (int i = 7; i >= 0; i--) h[n++] = (uint8_t)((uint64_t)len >> (8 * i));
+    }
+    uint8_t key[4];
     if (!ws->server) {
-        uint8_t mask[4];
-        randombytes_buf(mask, sizeof mask);
-        memcpy(f + n, mask, 4);
+        randombytes_buf(key, sizeof key);
+        memcpy(h + n, key, 4);
         n += 4;
-        for (size_t i = 0; i < 2 + rl; i++) payload[i] ^= mask[i % 4];
     }
-    memcpy(f + n, payload, 2 + rl);
-    n += 2 + rl;
-    buf_append(&ws->out, f, n);
-    wslay_event_shutdown_write(ws->ctx); /* nothing after this close (nor wslay's queued one) */
-}
-
-enum scan_result { SCAN_OK, SCAN_TOO_BIG, SCAN_PROTO };
-
-/* Walks the frame headers in data (carrying partial headers and payloads across calls) and
- * adds up the payload of the message being received, so that a message over max_msg is answered
- * with 4009 before wslay sees (and allocates) it. Header errors that RFC 6455 makes protocol
- * errors and wslay lets pass are caught here too: a 64-bit length with its top bit set and a
- * close frame whose payload is one byte. */
-static enum scan_result scan(ws_t *ws, const uint8_t *data, size_t n, size_t *bad)
-{
-    size_t i = 0;
-    *bad = 0; /* where the bad frame's header starts in data (0 if it began earlier) */
-    while (i < n) {
-        if (ws->skip > 0) {
-            uint64_t k = n - i < ws->skip ? n - i : ws->skip;
-            ws->skip -= k;
-            i += (size_t)k;
-            continue;
-        }
-        if (ws->hlen == 0) *bad = i;
-        ws->hdr[ws->hlen++] = data[i++];
-        if (ws->hlen < 2) continue;
-        uint8_t len7 = ws->hdr[1] & 0x7f;
-        size_t need = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + ((ws->hdr[1] & 0x80) ? 4 : 0);
-        if (ws->hlen < need) continue;
-        uint64_t len = len7;
-        if (len7 == 126) len = (uint64_t)ws->hdr[2] << 8 | ws->hdr[3];
-        if (len7 == 127) {
-            if (ws->hdr[2] & 0x80) return SCAN_PROTO;
-            len = 0;
-            for (int k = 0; k < 8; k++) len = len << 8 | ws->hdr[2 + k];
-        }
-        uint8_t opcode = ws->hdr[0] & 0x0f;
-        if (opcode == 0x8 && len == 1) return SCAN_PROTO;
-        if (!(opcode & 0x8)) { /* data frames: continuation adds to the message */
-            if (opcode != 0) ws->scan_bytes = 0;
-            if (len > ws->max_msg || ws->scan_bytes + len > ws->max_msg) return SCAN_TOO_BIG;
-            ws->scan_bytes += len;
-        }
-        ws->skip = len;
-        ws->hlen = 0;
+    buf_reserve(&ws->out, n + len);
+    buf_append(&ws->out, h, n);
+    if (len == 0) return;
+    uint8_t *dst = ws->out.data + ws->out.len;
+    if (ws->server) {
+        memcpy(dst, p, len);
+    } else {
+        for (size_t i = 0; i < len; i++) dst[i] = p[i] ^ key[i & 3];
     }
-    return SCAN_OK;
+    ws->out.len += len;
 }
 
-/* Hands n bytes to wslay; 0 or wslay's error. *taken gets how many it read. */
-static int wslay_feed(ws_t *ws, const uint8_t *data, size_t n, size_t *taken)
+/* The close frame: code (none when 0) and as much of reason as fits, cut at a character. */
+static void put_close(ws_t *ws, uint16_t code, const char *reason)
 {
-    ws->in = data;
-    ws->in_len = n;
-    ws->in_off = 0;
-    int rv = 0;
-    if (!ws->stop_reading && wslay_event_want_read(ws->ctx)) rv = wslay_event_recv(ws->ctx);
-    *taken = ws->in_off;
-    ws->in = NULL;
-    ws->in_len = ws->in_off = 0;
-    return rv;
+    if (ws->close_sent) return;
+    ws->close_sent = true;
+    uint8_t p[CTL_MAX];
+    size_t n = 0;
+    if (code) {
+        p[n++] = (uint8_t)(code >> 8);
+        p[n++] = (uint8_t)code;
+        size_t rl = reason ? strlen(reason) : 0;
+        if (rl > CTL_MAX - 2) {
+            rl = CTL_MAX - 2;
+            while (rl > 0 && ((uint8_t)reason[rl] & 0xC0) == 0x80) rl--;
+        }
+        if (rl) memcpy(p + n, reason, rl);
+        n += rl;
+    }
+    put_frame(ws, OP_CLOSE, p, n);
 }
 
-static void protocol_error(ws_t *ws)
+/* Fails the connection: our close frame with code, and no more input. */
+static void fail(ws_t *ws, uint16_t code, const char *reason)
 {
-    /* wslay stops reading and may queue a close without a status code: we answer with our own
-     * 1002 frame and make nothing more of this endpoint. */
-    ws->stop_reading = true;
-    if (!wslay_event_get_close_sent(ws->ctx)) raw_close(ws, WS_CLOSE_PROTOCOL, "protocol error");
-    ws->closing = true;
+    put_close(ws, code, reason);
+    ws->stopped = true;
+    buf_free(&ws->msg);
+}
+
+/* Status codes a peer may send (RFC 6455 7.4.1 and the IANA registry; 3000-4999 for libraries
+ * and applications). 1004-1006 and 1015 must never be on the wire. */
+static bool close_code_valid(uint16_t code)
+{
+    return (code >= 1000 && code <= 1014 && code != 1004 && code != 1005 && code != 1006) ||
+           (code >= 3000 && code <= 4999);
+}
+
+enum step { STEP_OK, STEP_STOP, STEP_PROTO };
+
+/* The header is complete: checks it and sets up the payload. */
+static enum step header_done(ws_t *ws)
+{
+    uint8_t b0 = ws->hdr[0], b1 = ws->hdr[1];
+    ws->fin = (b0 & 0x80) != 0;
+    ws->op = b0 & 0x0F;
+    ws->masked = (b1 & 0x80) != 0;
+    uint8_t len7 = b1 & 0x7F;
+    uint64_t len = len7;
+    size_t i = 2;
+    if (len7 == 126) {
+        len = (uint64_t)ws->hdr[2] << 8 | ws->hdr[3];
+        i = 4;
+    } else if (len7 == 127) {
+        len = 0;
+        for (int k = 0; k < 8; k++) len = len << 8 | ws->hdr[2 + k];
+        i = 10;
+    }
+    if (ws->masked) memcpy(ws->mask, ws->hdr + i, 4);
+    ws->mpos = 0;
+    ws->hlen = 0;
+    if (b0 & 0x70) return STEP_PROTO;                          /* no extension was negotiated */
+    if (ws->masked != ws->server) return STEP_PROTO;           /* clients mask, servers do not */
+    if (len7 == 127 && (ws->hdr[2] & 0x80)) return STEP_PROTO; /* 64-bit length, top bit set */
+    if (ws->op & 0x8) {
+        if (ws->op > OP_PONG) return STEP_PROTO;
+        if (!ws->fin || len > CTL_MAX) return STEP_PROTO;
+        if (ws->op == OP_CLOSE && len == 1) return STEP_PROTO;
+        ws->ctl_len = 0;
+    } else {
+        if (ws->op > OP_BINARY) return STEP_PROTO;
+        if (ws->op == OP_CONT && !ws->msg_op) return STEP_PROTO; /* nothing to continue */
+        if (ws->op != OP_CONT && ws->msg_op) return STEP_PROTO;  /* a message is open */
+        if (ws->op == OP_BINARY) {
+            fail(ws, WS_CLOSE_UNSUPPORTED, "binary messages are not supported");
+            return STEP_STOP;
+        }
+        if (ws->op == OP_TEXT) ws->msg_len = 0;
+        if (len > ws->max_msg || ws->msg_len + len > ws->max_msg) {
+            fail(ws, WS_CLOSE_TOO_BIG, "message too big");
+            return STEP_STOP;
+        }
+        ws->msg_len += len;
+        ws->msg_op = OP_TEXT;
+    }
+    ws->remain = len;
+    ws->in_payload = true;
+    return STEP_OK;
+}
+
+static void unmask(ws_t *ws, uint8_t *dst, const uint8_t *src, size_t n)
+{
+    if (!ws->masked) {
+        memcpy(dst, src, n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) dst[i] = src[i] ^ ws->mask[(ws->mpos + i) & 3];
+    ws->mpos = (uint8_t)((ws->mpos + n) & 3);
+}
+
+/* A complete text message: checked, then handed to the application. */
+static void deliver(ws_t *ws, const uint8_t *msg, size_t len)
+{
+    if (!utf8_valid(msg, len)) {
+        fail(ws, WS_CLOSE_BAD_DATA, "invalid UTF-8");
+        return;
+    }
+    if (ws->close_sent) return; /* closing: nothing more reaches the application */
+    ws->h.on_text(ws->ud, len ? (const char *)msg : "", len);
+}
+
+/* The current frame's payload is complete. */
+static enum step frame_done(ws_t *ws)
+{
+    ws->in_payload = false;
+    switch (ws->op) {
+    case OP_PING:
+        if (!ws->close_sent) put_frame(ws, OP_PONG, ws->ctl, ws->ctl_len);
+        return STEP_OK;
+    case OP_PONG:
+        return STEP_OK;
+    case OP_CLOSE: {
+        uint16_t code = 1005; /* no status code in the frame */
+        if (ws->ctl_len >= 2) {
+            code = (uint16_t)(ws->ctl[0] << 8 | ws->ctl[1]);
+            if (!close_code_valid(code)) return STEP_PROTO;
+            if (!utf8_valid(ws->ctl + 2, ws->ctl_len - 2u)) {
+                fail(ws, WS_CLOSE_BAD_DATA, "invalid UTF-8 in the close reason");
+                return STEP_STOP;
+            }
+        }
+        ws->close_recv = true;
+        ws->peer_code = code;
+        ws->stopped = true;
+        buf_free(&ws->msg);
+        put_close(ws, code == 1005 ? 0 : code, NULL); /* the echo, unless we closed first */
+        return STEP_STOP;
+    }
+    default: /* a text frame or a continuation */
+        if (!ws->fin) return STEP_OK;
+        ws->msg_op = 0;
+        ws->msg_len = 0;
+        deliver(ws, ws->msg.data, ws->msg.len);
+        buf_free(&ws->msg);
+        return ws->stopped ? STEP_STOP : STEP_OK;
+    }
 }
 
 long ws_feed(ws_t *ws, const uint8_t *data, size_t n)
 {
-    size_t bad = 0, taken = 0;
-    enum scan_result sr = ws->stop_reading ? SCAN_OK : scan(ws, data, n, &bad);
-    /* The frames before a bad one are good: they reach wslay (and the application) first. */
-    int rv = wslay_feed(ws, data, sr == SCAN_OK ? n : bad, &taken);
-    if (rv != 0) {
-        protocol_error(ws);
-        return -1;
+    size_t i = 0;
+    while (i < n && !ws->stopped) {
+        enum step st = STEP_OK;
+        if (!ws->in_payload) {
+            ws->hdr[ws->hlen++] = data[i++];
+            if (ws->hlen < 2) continue;
+            uint8_t len7 = ws->hdr[1] & 0x7F;
+            size_t need = 2u +
+                          (len7 == 126   ? 2
+                           : len7 == 127 ? 8
+                                         : 0) +
+                          (ws->hdr[1] & 0x80 ? 4 : 0);
+            if (ws->hlen < need) continue;
+            st = header_done(ws);
+            if (st == STEP_OK && ws->remain == 0) st = frame_done(ws);
+        } else {
+            size_t k = n - i < ws->remain ? n - i : (size_t)ws->remain;
+            if (ws->op & 0x8) {
+                unmask(ws, ws->ctl + ws->ctl_len, data + i, k);
+                ws->ctl_len = (uint8_t)(ws->ctl_len + k);
+            } else if (!ws->masked && ws->fin && ws->op == OP_TEXT && k == ws->remain &&
+                       ws->msg.len == 0) {
+                /* a whole unfragmented message in this input: delivered from it, uncopied */
+                ws->remain = 0;
+                i += k;
+                ws->in_payload = false;
+                ws->msg_op = 0;
+                ws->msg_len = 0;
+                deliver(ws, data + i - k, k);
+                continue;
+            } else {
+                if (ws->msg.len == 0) buf_reserve(&ws->msg, (size_t)ws->msg_len);
+                buf_reserve(&ws->msg, k);
+                unmask(ws, ws->msg.data + ws->msg.len, data + i, k);
+                ws->msg.len += k;
+            }
+            ws->remain -= k;
+            i += k;
+            if (ws->remain == 0) st = frame_done(ws);
+        }
+        if (st == STEP_PROTO) {
+            fail(ws, WS_CLOSE_PROTOCOL, "protocol error");
+            return -1;
+        }
     }
-    if (sr == SCAN_TOO_BIG && !ws->stop_reading) {
-        ws->stop_reading = true;
-        ws_close(ws, WS_CLOSE_TOO_BIG, "message too big");
-        return (long)n;
-    }
-    if (sr == SCAN_PROTO && !ws->stop_reading) {
-        protocol_error(ws);
-        return -1;
-    }
-    if (sr != SCAN_OK) return (long)n; /* the endpoint had stopped reading anyway */
-    if (!wslay_event_want_read(ws->ctx)) ws->stop_reading = true;
-    flush(ws);
-    return (long)taken;
+    return (long)i;
 }
 
 int ws_send_text(ws_t *ws, const char *msg, size_t len)
 {
-    if (ws->closing) return -1;
-    struct wslay_event_msg m = {
-        .opcode = WSLAY_TEXT_FRAME, .msg = (const uint8_t *)msg, .msg_length = len};
-    if (wslay_event_queue_msg(ws->ctx, &m) != 0) return -1;
-    flush(ws);
+    if (ws->close_sent || ws->close_recv) return -1;
+    put_frame(ws, OP_TEXT, (const uint8_t *)msg, len);
     return 0;
 }
 
 void ws_close(ws_t *ws, uint16_t code, const char *reason)
 {
-    if (!wslay_event_get_close_sent(ws->ctx))
-        wslay_event_queue_close(ws->ctx, code, (const uint8_t *)reason,
-                                reason ? strlen(reason) : 0);
-    ws->closing = true;
-    flush(ws);
+    put_close(ws, code, reason);
 }
 
 buf_t *ws_out(ws_t *ws)
@@ -284,13 +319,12 @@ buf_t *ws_out(ws_t *ws)
 
 bool ws_closing(ws_t *ws)
 {
-    return ws->closing;
+    return ws->close_sent || ws->close_recv;
 }
 
 uint16_t ws_peer_close_code(ws_t *ws)
 {
-    return wslay_event_get_close_received(ws->ctx) ? wslay_event_get_status_code_received(ws->ctx)
-                                                   : 0;
+    return ws->close_recv ? ws->peer_code : 0;
 }
 
 void ws_accept_key(char out[29], const char *key, size_t keylen)

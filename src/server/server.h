@@ -45,10 +45,15 @@ struct conn {
     char ip[48];
     buf_t in;      /* bytes read and not yet parsed */
     buf_t early;   /* frames that arrived while the auth check ran (length-prefixed) */
-    size_t queued; /* bytes handed to uv_write and not yet written */
-    http_in http;
+    size_t queued; /* bytes queued for the socket (WebSocket output included) not yet written */
+    size_t out_counted; /* bytes of ws_out() already counted in queued */
+    bool dirty;       /* on srv->dirty: WebSocket output waits for the end of the loop iteration */
+    bool read_paused; /* conn_read_pause() stopped reading */
+    int inflight;     /* frames in the pipeline not yet answered (inbound.c back-pressure) */
+    http_in http;     /* its parser and headers are freed once the conn is a WebSocket */
     ws_t *ws;
-    conn_t *next_all, *prev_all; /* every conn, for shutdown */
+    conn_t *next_all, *prev_all;     /* every conn, for shutdown */
+    conn_t *next_dirty, *prev_dirty; /* srv->dirty */
 
     /* WebSocket session, once authenticated */
     bool authed;
@@ -79,10 +84,14 @@ struct server {
     store_pool_t *pool;
     pipeline_t *pipeline;
     bus_t *bus;
-    hmap_t sessions; /* user id -> first conn_t of that user */
-    hmap_t presence; /* user id -> last status told to others (presence.c) */
-    hmap_t groups;   /* conv id -> cached members (presence.c, for typing) */
-    conn_t *conns;   /* every open conn */
+    hmap_t sessions;            /* user id -> first conn_t of that user */
+    hmap_t presence;            /* user id -> last status told to others (presence.c) */
+    hmap_t groups;              /* conv id -> cached members (presence.c, for typing) */
+    conn_t *conns;              /* every open conn */
+    conn_t *dirty;              /* conns with WebSocket output to write (net/conn.c) */
+    uv_prepare_t flush_prepare; /* both write the dirty conns, once per loop iteration */
+    uv_check_t flush_check;
+    bool flush_started;
     uint64_t next_conn_id;
     size_t nconns;
     bool stopping;
@@ -92,8 +101,11 @@ struct server {
 void conn_accept(server_t *srv);
 /* Queues bytes to the socket (copied). */
 void conn_write(conn_t *c, const void *data, size_t len);
-/* Writes everything the WebSocket produced. */
+/* Queues everything the WebSocket produced (counted in queued at once); the bytes are written
+ * once per loop iteration, every frame queued for the conn in that iteration in one write. Closes
+ * the conn (after the write) when the WebSocket is closing. */
 void conn_flush_ws(conn_t *c);
+/* Queues one text frame (see conn_flush_ws). */
 void conn_ws_send(conn_t *c, const char *frame, size_t len);
 void conn_ws_close(conn_t *c, uint16_t code, const char *reason);
 /* Closes after the queued bytes are written. */
@@ -104,6 +116,10 @@ bool conn_unref(conn_t *c);
 /* Resumes input after a request or check finished. */
 void conn_resume(conn_t *c);
 bool conn_alive(const conn_t *c);
+/* Stop and restart reading from the socket (back-pressure). Idempotent; no-ops on a closed conn.
+ * Bytes already read still wait in c->in and are parsed as before. */
+void conn_read_pause(conn_t *c);
+void conn_read_resume(conn_t *c);
 
 /* more of net/conn.c */
 int conn_listen(server_t *s);

@@ -7,16 +7,13 @@ static tsrv srv;
 static int setup(void **state)
 {
     (void)state;
-    return tsrv_start(&srv, NULL, "--pwhash", "min") == 0 ? 0 : -1;
+    return tsrv_up(&srv);
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    t_after_test();
-    int rc = tsrv_stop(&srv);
-    tsrv_cleanup(&srv);
-    return rc == 0 ? 0 : -1;
+    return tsrv_down(&srv);
 }
 
 static bool is_offline(void *ud)

@@ -45,12 +45,12 @@ static void inspect(const http_in *h)
 
     /* Every header: names lower-case, each name and value NUL-terminated inside head. */
     for (int i = 0; i < h->nhdr; i++) {
-        CHECK(h->hname[i] < h->head.len && h->hval[i] < h->head.len);
-        const char *name = (const char *)h->head.data + h->hname[i];
-        const char *val = (const char *)h->head.data + h->hval[i];
+        CHECK(h->hoff[2 * i] < h->head.len && h->hoff[2 * i + 1] < h->head.len);
+        const char *name = (const char *)h->head.data + h->hoff[2 * i];
+        const char *val = (const char *)h->head.data + h->hoff[2 * i + 1];
         size_t nl = strlen(name);
-        CHECK(h->hname[i] + nl < h->head.len);
-        CHECK(h->hval[i] + strlen(val) < h->head.len);
+        CHECK(h->hoff[2 * i] + nl < h->head.len);
+        CHECK(h->hoff[2 * i + 1] + strlen(val) < h->head.len);
         for (size_t k = 0; k < nl; k++) CHECK(!(name[k] >= 'A' && name[k] <= 'Z'));
         /* The lookup finds this header or an earlier one of the same name. */
         const char *found = http_in_header(h, name);
@@ -89,8 +89,8 @@ static uint64_t digest(const http_in *h)
     d = mix(d, m, strlen(m));
     d = mix(d, url, strlen(url));
     for (int i = 0; i < h->nhdr; i++) {
-        const char *name = (const char *)h->head.data + h->hname[i];
-        const char *val = (const char *)h->head.data + h->hval[i];
+        const char *name = (const char *)h->head.data + h->hoff[2 * i];
+        const char *val = (const char *)h->head.data + h->hoff[2 * i + 1];
         d = mix(d, name, strlen(name));
         d = mix(d, val, strlen(val));
     }

@@ -13,17 +13,13 @@ static tsrv srv;
 static int setup(void **state)
 {
     (void)state;
-    return tsrv_start(&srv, NULL, "--pwhash", "min") == 0 ? 0 : -1;
+    return tsrv_up(&srv);
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    t_after_test();
-    int rc = tsrv_stop(&srv);
-    tsrv_cleanup(&srv);
-    assert_int_equal(rc, 0);
-    return 0;
+    return tsrv_down(&srv);
 }
 
 /* The next frame of the given type, skipping presence, typing, receipt and event frames (they

@@ -13,17 +13,13 @@ static tsrv srv;
 static int setup(void **state)
 {
     (void)state;
-    return tsrv_start(&srv, NULL, "--pwhash", "min") == 0 ? 0 : -1;
+    return tsrv_up(&srv);
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    t_after_test();
-    int rc = tsrv_stop(&srv);
-    tsrv_cleanup(&srv);
-    assert_int_equal(rc, 0);
-    return 0;
+    return tsrv_down(&srv);
 }
 
 /* n messages sent by one device, with what the acks said. */
@@ -46,9 +42,9 @@ static void sent_free(sent *s)
     free(s->acks);
 }
 
-/* Sends n messages pipelined and checks their acks: one conversation, seqs exactly
- * seq0 .. seq0+n-1, each once. */
-static void send_many(tws *ws, const char *to, int n, const char *tag, sent *s)
+/* Sends n messages pipelined (at most window unanswered) and checks their acks: one conversation,
+ * seqs exactly seq0 .. seq0+n-1, each once. */
+static void send_many(tws *ws, const char *to, int n, const char *tag, sent *s, int window)
 {
     s->n = n;
     s->cmids = calloc((size_t)n, sizeof(char *));
@@ -61,7 +57,7 @@ static void send_many(tws *ws, const char *to, int n, const char *tag, sent *s)
         snprintf(b, sizeof b, "text of %s number %d", tag, i);
         s->texts[i] = strdup(b);
     }
-    assert_int_equal(tws_send_batch(ws, to, n, s->cmids, s->texts, s->acks, 50), 0);
+    assert_int_equal(tws_send_batch(ws, to, n, s->cmids, s->texts, s->acks, window), 0);
     int64_t lo = INT64_MAX;
     for (int i = 0; i < n; i++) {
         assert_non_null(s->acks[i]);
@@ -140,7 +136,7 @@ T_TEST(test_offline_then_sync_then_live)
     tws *wa = tws_live(PORT, &a, "a");
     assert_non_null(wa);
     sent s;
-    send_many(wa, b.id, N_OFFLINE, "off", &s);
+    send_many(wa, b.id, N_OFFLINE, "off", &s, 50);
     char conv[ID_MAX];
     conv_direct_id(conv, a.id, b.id);
     assert_string_equal(tj_str(s.acks[0], "conv"), conv);
@@ -224,7 +220,7 @@ T_TEST(test_message_during_sync)
     tws *wa = tws_live(PORT, &a, "a");
     assert_non_null(wa);
     sent s;
-    send_many(wa, b.id, N_OFFLINE, "pre", &s);
+    send_many(wa, b.id, N_OFFLINE, "pre", &s, 50);
 
     int64_t head;
     tws *wb = tws_auth(PORT, b.token, &head);
@@ -293,7 +289,7 @@ T_TEST(test_reconnect_resumes)
     assert_non_null(wa);
     assert_non_null(wb);
     sent s1;
-    send_many(wa, b.id, 10, "one", &s1);
+    send_many(wa, b.id, 10, "one", &s1, 50);
     int64_t last = 0;
     for (int i = 0; i < 10; i++) {
         json_t *m = tws_expect_type(wb, "msg", 0);
@@ -319,7 +315,7 @@ T_TEST(test_reconnect_resumes)
     /* While b is away, 10 more; on reconnect head moved by 10 and a sync from the last
      * position b held returns exactly those. */
     sent s2;
-    send_many(wa, b.id, 10, "two", &s2);
+    send_many(wa, b.id, 10, "two", &s2, 50);
     assert_int_equal(s2.seq0, s1.seq0 + 10);
     int64_t head;
     wb = tws_auth(PORT, b.token, &head);
@@ -337,6 +333,53 @@ T_TEST(test_reconnect_resumes)
     tws_free(wb);
 }
 
+/* A sender far ahead of the disk: 3,000 sends written without waiting for a single ack. The
+ * server stops reading the socket while 256 of its frames wait in the pipeline and reads on as
+ * they are answered; every message is acked once and reaches the receiver once, in order. */
+T_TEST(test_sender_ahead_of_disk)
+{
+    enum { N = 3000 };
+    assert_int_equal(tsrv_stop(&srv), 0);
+    tsrv_cleanup(&srv);
+    assert_int_equal(
+        tsrv_start(&srv, NULL, "--pwhash", "min", "--rate_msgs", "1000000", "--log_level", "debug"),
+        0);
+    tuser a, b;
+    assert_int_equal(tuser_new(PORT, "fast", &a), 201);
+    assert_int_equal(tuser_new(PORT, "reader", &b), 201);
+    tws *wa = tws_live(PORT, &a, "a");
+    assert_non_null(wa);
+    sent s;
+    send_many(wa, b.id, N, "ahead", &s, N);
+
+    int64_t head;
+    tws *wb = tws_auth(PORT, b.token, &head);
+    assert_non_null(wb);
+    assert_true(head >= N);
+    json_t *msgs = json_array();
+    int64_t upto;
+    assert_int_equal(tws_sync_all(wb, 0, 500, msgs, &upto, NULL), 0);
+    assert_int_equal(upto, head);
+    assert_int_equal(json_array_size(msgs), head);
+    check_run(msgs, json_array_size(msgs) - N, &s, head - N + 1, a.id, a.device);
+    json_decref(msgs);
+
+    /* The pause happened (reading stopped at 256 waiting) and reading came back. */
+    FILE *f = fopen(srv.log_path, "r");
+    assert_non_null(f);
+    char line[512];
+    int paused = 0;
+    while (fgets(line, sizeof line, f))
+        if (strstr(line, "frames wait in the pipeline: reading paused")) paused++;
+    fclose(f);
+    if (paused == 0) t_note("no pause logged in %s", srv.log_path);
+    assert_true(paused > 0);
+    assert_ws_alive(wa);
+    sent_free(&s);
+    tws_free(wa);
+    tws_free(wb);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -347,6 +390,7 @@ int main(void)
         T(test_offline_then_sync_then_live),
         T(test_message_during_sync),
         T(test_reconnect_resumes),
+        T(test_sender_ahead_of_disk),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

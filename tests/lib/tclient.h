@@ -102,6 +102,13 @@ long tsrv_read_file(const tsrv *s, const char *name, uint8_t *out, size_t cap);
 /* For teardown functions: dumps server logs if the test body failed. */
 void t_after_test(void);
 
+/* The usual per-test fixture: tsrv_up starts parleyd with fast password hashing in a temp dir;
+ * tsrv_down dumps logs if the test failed, stops the server and removes the dir. Each returns 0,
+ * or -1 (so cmocka fails the test) when the server would not start or did not exit cleanly on
+ * SIGTERM (a leak or a sanitizer report makes the exit status non-zero). */
+int tsrv_up(tsrv *s);
+int tsrv_down(tsrv *s);
+
 /* ---------------------------------------------------------------- HTTP */
 
 typedef struct thttp_resp {

@@ -379,6 +379,19 @@ void tsrv_cleanup(tsrv *s)
     s->dir[0] = 0;
 }
 
+int tsrv_up(tsrv *s)
+{
+    return tsrv_start(s, NULL, "--pwhash", "min") == 0 ? 0 : -1;
+}
+
+int tsrv_down(tsrv *s)
+{
+    t_after_test();
+    int rc = tsrv_stop(s);
+    tsrv_cleanup(s);
+    return rc == 0 ? 0 : -1;
+}
+
 long tsrv_read_file(const tsrv *s, const char *name, uint8_t *out, size_t cap)
 {
     char path[PATH_MAX + 64];

@@ -1,5 +1,5 @@
 /* test_util.c: unit tests for common/util.h (clocks, ids, base64url, UTF-8, ASCII) and
- * common/jsonx.h (nesting depth). */
+ * common/jsonx.h (nesting depth, JSON strings). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -459,6 +459,67 @@ static void test_jsonx_depth(void **state)
     json_decref(deep);
 }
 
+/* ---- jsonx_append_str ---- */
+
+static char *quoted(const char *s, size_t n)
+{
+    buf_t b;
+    buf_init(&b);
+    jsonx_append_str(&b, s, n);
+    buf_append(&b, "", 1);
+    return (char *)b.data;
+}
+
+static void test_jsonx_append_str(void **state)
+{
+    (void)state;
+    /* Valid UTF-8 comes out exactly as jansson writes it. */
+    const char *cases[] = {"",
+                           "abc",
+                           "a\"b",
+                           "back\\slash",
+                           "tab\there\nline\r\b\f",
+                           "\x01\x1f\x7f",
+                           "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+                           "</script>",
+                           "\xe2\x80\xa8"};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *mine = quoted(cases[i], strlen(cases[i]));
+        json_t *str = json_string(cases[i]);
+        char *theirs = json_dumps(str, JSON_ENCODE_ANY | JSON_COMPACT);
+        assert_string_equal(mine, theirs);
+        free(mine);
+        free(theirs);
+        json_decref(str);
+    }
+    /* A NUL inside the bytes is escaped, not a terminator. */
+    char *q = quoted("a\0b", 3);
+    assert_string_equal(q, "\"a\\u0000b\"");
+    free(q);
+    /* Bytes that are not UTF-8 become U+FFFD, one per byte, and the rest survives. */
+    q = quoted("x\xff\xc3y\xed\xa0\x80z\xf0\x9f", 10);
+    json_error_t e;
+    json_t *v = json_loads(q, JSON_DECODE_ANY, &e);
+    assert_non_null(v);
+    assert_string_equal(json_string_value(v),
+                        "x\xef\xbf\xbd\xef\xbf\xbdy\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdz"
+                        "\xef\xbf\xbd\xef\xbf\xbd");
+    json_decref(v);
+    free(q);
+    /* Whatever the bytes, the result is one valid JSON string. */
+    uint8_t raw[64];
+    for (int round = 0; round < 2000; round++) {
+        size_t n = (size_t)(round % 64);
+        randombytes_buf(raw, n);
+        q = quoted((const char *)raw, n);
+        v = json_loads(q, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+        if (!v) print_error("not JSON: %s (%s)\n", q, e.text);
+        assert_true(json_is_string(v));
+        json_decref(v);
+        free(q);
+    }
+}
+
 int main(void)
 {
     if (sodium_init() < 0) return 1;
@@ -469,7 +530,7 @@ int main(void)
         cmocka_unit_test(test_b64url_bad),     cmocka_unit_test(test_utf8_valid_good),
         cmocka_unit_test(test_utf8_valid_bad), cmocka_unit_test(test_utf8_exhaustive),
         cmocka_unit_test(test_utf8_len),       cmocka_unit_test(test_ascii_ieq),
-        cmocka_unit_test(test_jsonx_depth),
+        cmocka_unit_test(test_jsonx_depth),    cmocka_unit_test(test_jsonx_append_str),
     };
     return cmocka_run_group_tests_name("util", tests, NULL, NULL);
 }

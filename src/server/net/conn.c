@@ -25,10 +25,14 @@ typedef struct write_req {
 
 static void start_shutdown(conn_t *c);
 static void close_now(conn_t *c);
+static void alloc_cb(uv_handle_t *h, size_t size, uv_buf_t *b);
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
+static void dirty_remove(conn_t *c);
 
 static void maybe_free(conn_t *c)
 {
     if (c->handle_open || c->refs > 0 || c->tcp.data || c->timer.data) return;
+    dirty_remove(c);
     http_in_free(&c->http);
     ws_free(c->ws);
     buf_free(&c->in);
@@ -83,6 +87,12 @@ static void close_now(conn_t *c)
     if (c->state != CONN_CLOSING) c->state = CONN_CLOSING;
     c->handle_open = false;
     unlink_conn(c);
+    if (c->dirty) { /* its output is dropped with the socket */
+        dirty_remove(c);
+        c->queued -= c->out_counted;
+        c->out_counted = 0;
+        buf_free(ws_out(c->ws));
+    }
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
 }
@@ -152,9 +162,12 @@ static void on_write(uv_write_t *req, int status)
     conn_unref(c);
 }
 
-static void write_owned(conn_t *c, uint8_t *data, size_t len)
+/* Hands len bytes at data + off to uv_write; the write owns data (a malloc'd block) from now.
+ * The bytes are already counted in c->queued. */
+static void write_owned(conn_t *c, uint8_t *data, size_t off, size_t len)
 {
     if (!c->handle_open || c->shut || len == 0) {
+        c->queued -= len;
         free(data);
         return;
     }
@@ -163,9 +176,8 @@ static void write_owned(conn_t *c, uint8_t *data, size_t len)
     w->c = c;
     w->len = len;
     w->data = data;
-    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    uv_buf_t b = uv_buf_init((char *)data + off, (unsigned)len);
     conn_ref(c);
-    c->queued += len;
     if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
         c->queued -= len;
         c->refs--;
@@ -175,22 +187,113 @@ static void write_owned(conn_t *c, uint8_t *data, size_t len)
     }
 }
 
+static void dirty_remove(conn_t *c)
+{
+    if (!c->dirty) return;
+    server_t *s = c->srv;
+    if (c->prev_dirty)
+        c->prev_dirty->next_dirty = c->next_dirty;
+    else
+        s->dirty = c->next_dirty;
+    if (c->next_dirty) c->next_dirty->prev_dirty = c->prev_dirty;
+    c->next_dirty = c->prev_dirty = NULL;
+    c->dirty = false;
+}
+
+/* Writes a conn's WebSocket output: as much as the socket takes now, the rest through uv_write
+ * (which also keeps it behind any write still in flight). */
+static void flush_one(conn_t *c)
+{
+    dirty_remove(c);
+    if (!c->ws) return;
+    buf_t *out = ws_out(c->ws);
+    size_t len = out->len;
+    c->queued +=
+        len - c->out_counted; /* output not counted yet (none when it went through mark_dirty) */
+    c->out_counted = 0;
+    if (len == 0) {
+        buf_free(out);
+        return;
+    }
+    if (!c->handle_open || c->shut) { /* nothing more reaches this socket */
+        c->queued -= len;
+        buf_free(out);
+        return;
+    }
+    uv_buf_t b = uv_buf_init((char *)out->data, (unsigned)len);
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (n < 0 && n != UV_EAGAIN) {
+        c->queued -= len;
+        buf_free(out);
+        close_now(c);
+        return;
+    }
+    size_t done = n > 0 ? (size_t)n : 0;
+    c->queued -= done;
+    if (done == len) {
+        buf_free(out); /* an idle conn keeps no output buffer */
+        if (c->close_after_write && c->queued == 0)
+            start_shutdown(c);
+        else if (c->lagging && c->state == CONN_WS)
+            outbound_drained(c);
+        return;
+    }
+    uint8_t *data = out->data;
+    buf_init(out); /* the write owns the bytes now */
+    write_owned(c, data, done, len - done);
+}
+
+static void flush_dirty(server_t *s)
+{
+    conn_t *c;
+    while ((c = s->dirty)) flush_one(c);
+}
+
+static void on_flush_prepare(uv_prepare_t *h)
+{
+    flush_dirty(h->data);
+}
+
+static void on_flush_check(uv_check_t *h)
+{
+    flush_dirty(h->data);
+}
+
+/* Counts the WebSocket output produced since the last call and schedules its write. */
+static void mark_dirty(conn_t *c)
+{
+    size_t len = ws_out(c->ws)->len;
+    if (len <= c->out_counted) return;
+    c->queued += len - c->out_counted;
+    c->out_counted = len;
+    if (c->dirty) return;
+    server_t *s = c->srv;
+    if (!s->flush_started) { /* before the loop runs or after shutdown: write through */
+        flush_one(c);
+        return;
+    }
+    c->dirty = true;
+    c->prev_dirty = NULL;
+    c->next_dirty = s->dirty;
+    if (s->dirty) s->dirty->prev_dirty = c;
+    s->dirty = c;
+}
+
 void conn_write(conn_t *c, const void *data, size_t len)
 {
-    uint8_t *copy = malloc(len ? len : 1);
+    if (c->dirty) flush_one(c); /* keep the byte order */
+    if (!c->handle_open || c->shut || len == 0) return;
+    uint8_t *copy = malloc(len);
     if (!copy) abort();
     memcpy(copy, data, len);
-    write_owned(c, copy, len);
+    c->queued += len;
+    write_owned(c, copy, 0, len);
 }
 
 void conn_flush_ws(conn_t *c)
 {
-    buf_t *out = ws_out(c->ws);
-    if (out->len == 0) return;
-    uint8_t *data = out->data;
-    size_t len = out->len;
-    buf_init(out); /* the write owns the bytes now */
-    write_owned(c, data, len);
+    if (!c->ws) return;
+    mark_dirty(c);
     if (ws_closing(c->ws)) conn_close(c);
 }
 
@@ -208,6 +311,20 @@ void conn_ws_close(conn_t *c, uint16_t code, const char *reason)
     conn_close(c);
 }
 
+void conn_read_pause(conn_t *c)
+{
+    if (!c->handle_open || c->read_paused) return;
+    c->read_paused = true;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+void conn_read_resume(conn_t *c)
+{
+    if (!c->read_paused) return;
+    c->read_paused = false;
+    if (c->handle_open) uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
+}
+
 static void process_input(conn_t *c)
 {
     while (!c->busy && c->in.len > 0 && c->state != CONN_CLOSING && c->handle_open) {
@@ -221,7 +338,8 @@ static void process_input(conn_t *c)
                 api_reply_error_close(c, c->http.err_status, c->http.err_code, c->http.err_msg);
                 break;
             }
-            api_dispatch(c); /* may set busy, upgrade or close */
+            api_dispatch(c);                                 /* may set busy, upgrade or close */
+            if (c->state == CONN_WS) http_in_free(&c->http); /* the handshake was its last use */
         } else {
             long k = ws_feed(c->ws, c->in.data, c->in.len);
             if (k < 0) {
@@ -244,6 +362,7 @@ void conn_resume(conn_t *c)
 {
     c->busy = false;
     process_input(c);
+    if (c->in.len == 0) buf_free(&c->in);
 }
 
 static void alloc_cb(uv_handle_t *h, size_t size, uv_buf_t *b)
@@ -272,6 +391,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     }
     buf_append(&c->in, b->base, (size_t)n);
     process_input(c);
+    if (c->in.len == 0) buf_free(&c->in); /* an idle conn keeps no input buffer */
 }
 
 static void on_idle(uv_timer_t *t)
@@ -363,6 +483,17 @@ int conn_listen(server_t *s)
                   uv_strerror(rc));
         return -1;
     }
+    /* WebSocket output is written once per loop iteration: after the I/O callbacks (check) and
+     * after the timers and deferred write callbacks (prepare, before the loop waits). Neither
+     * handle keeps the loop alive. */
+    uv_prepare_init(s->loop, &s->flush_prepare);
+    uv_check_init(s->loop, &s->flush_check);
+    s->flush_prepare.data = s->flush_check.data = s;
+    uv_prepare_start(&s->flush_prepare, on_flush_prepare);
+    uv_check_start(&s->flush_check, on_flush_check);
+    uv_unref((uv_handle_t *)&s->flush_prepare);
+    uv_unref((uv_handle_t *)&s->flush_check);
+    s->flush_started = true;
     return 0;
 }
 
@@ -374,5 +505,12 @@ void conn_close_all(server_t *s)
             conn_ws_close(c, WS_CLOSE_GOING_AWAY, "server shutting down");
         else if (!c->busy)
             conn_close(c);
+    }
+    /* The close frames go out now; from here on WebSocket output is written at once. */
+    flush_dirty(s);
+    if (s->flush_started) {
+        s->flush_started = false;
+        uv_close((uv_handle_t *)&s->flush_prepare, NULL);
+        uv_close((uv_handle_t *)&s->flush_check, NULL);
     }
 }

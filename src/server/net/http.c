@@ -1,6 +1,7 @@
 /* http.c: see http.h. */
 #include "server/net/http.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/util.h"
@@ -44,8 +45,9 @@ static int on_field(http_parser *p, const char *at, size_t n)
         if (h->nhdr > 0) buf_append(&h->head, "", 1); /* ends the previous value */
         if (h->nhdr == HTTP_MAX_HEADERS)
             return fail(h, 431, "headers_too_large", "The request has too many headers.");
-        h->hname[h->nhdr] = h->head.len;
-        h->hval[h->nhdr] = (size_t)-1;
+        if (!h->hoff && !(h->hoff = malloc(2 * HTTP_MAX_HEADERS * sizeof *h->hoff))) abort();
+        h->hoff[2 * h->nhdr] = h->head.len;
+        h->hoff[2 * h->nhdr + 1] = (size_t)-1;
         h->nhdr++;
         h->in_value = false;
     }
@@ -63,7 +65,7 @@ static int on_value(http_parser *p, const char *at, size_t n)
     if (head_add(h, n)) return -1;
     if (!h->in_value) {
         buf_append(&h->head, "", 1); /* ends the name */
-        h->hval[h->nhdr - 1] = h->head.len;
+        h->hoff[2 * h->nhdr - 1] = h->head.len;
         h->in_value = true;
     }
     buf_append(&h->head, at, n);
@@ -76,7 +78,7 @@ static int on_headers_complete(http_parser *p)
     if (h->nhdr > 0) {
         if (!h->in_value) { /* a name without a value */
             buf_append(&h->head, "", 1);
-            h->hval[h->nhdr - 1] = h->head.len;
+            h->hoff[2 * h->nhdr - 1] = h->head.len;
         }
         buf_append(&h->head, "", 1);
     }
@@ -129,6 +131,8 @@ void http_in_init(http_in *h, size_t max_head, size_t max_body)
 
 void http_in_free(http_in *h)
 {
+    free(h->hoff);
+    h->hoff = NULL;
     buf_free(&h->url);
     buf_free(&h->head);
     buf_free(&h->body);
@@ -216,8 +220,8 @@ const char *http_in_url(const http_in *h)
 const char *http_in_header(const http_in *h, const char *lname)
 {
     for (int i = 0; i < h->nhdr; i++)
-        if (strcmp((const char *)h->head.data + h->hname[i], lname) == 0)
-            return (const char *)h->head.data + h->hval[i];
+        if (strcmp((const char *)h->head.data + h->hoff[2 * i], lname) == 0)
+            return (const char *)h->head.data + h->hoff[2 * i + 1];
     return NULL;
 }
 

@@ -25,7 +25,8 @@ typedef struct http_in {
     buf_t body;
     size_t head_bytes;
     int nhdr;
-    size_t hname[HTTP_MAX_HEADERS], hval[HTTP_MAX_HEADERS];
+    size_t *hoff; /* offsets in head: name of header i at [2i], value at [2i+1]; heap, made at
+                     the first header, freed by http_in_free (a WebSocket keeps none of this) */
     bool in_value;
     bool done;
     bool line_ok;    /* the request line ended with a valid HTTP/1.x version */
@@ -37,6 +38,7 @@ typedef struct http_in {
 } http_in;
 
 void http_in_init(http_in *h, size_t max_head, size_t max_body);
+/* Frees what the parser holds; h may be freed again or dropped. */
 void http_in_free(http_in *h);
 /* Feeds bytes; *used gets how many were consumed (the rest belongs to the next request or, after
  * an upgrade, to the WebSocket). */

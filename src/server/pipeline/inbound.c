@@ -204,6 +204,27 @@ static bool get_str(json_t *f, const char *key, size_t max, const char **out)
     return true;
 }
 
+/* Frames one socket may have in the pipeline unanswered. At this many, reading from the socket
+ * stops until half of them are answered: a sender faster than the disk is slowed by TCP instead
+ * of growing the pipeline's queue (and the server's memory) without bound. */
+#define INFLIGHT_MAX 256
+
+static void submit(conn_t *c, item *it)
+{
+    conn_ref(c);
+    if (++c->inflight >= INFLIGHT_MAX && !c->read_paused) {
+        log_debug("conn %llu: %d frames wait in the pipeline: reading paused",
+                  (unsigned long long)c->id, c->inflight);
+        conn_read_pause(c);
+    }
+    pipeline_submit(c->srv, it);
+}
+
+void inbound_answered(conn_t *c)
+{
+    if (--c->inflight <= INFLIGHT_MAX / 2) conn_read_resume(c);
+}
+
 static item *new_item(conn_t *c, enum item_kind kind, const char *id)
 {
     item *it = calloc(1, sizeof *it);
@@ -304,8 +325,7 @@ static void on_send(conn_t *c, json_t *f, const char *id)
     snprintf(it->msg_kind, sizeof it->msg_kind, "%s", kind);
     it->body = bj;
     it->reply_to = reply ? json_integer_value(reply) : 0;
-    conn_ref(c);
-    pipeline_submit(c->srv, it);
+    submit(c, it);
 }
 
 static void on_sync(conn_t *c, json_t *f, const char *id)
@@ -373,8 +393,7 @@ static void on_modify(conn_t *c, json_t *f, const char *id, const char *type)
     it->reply_to = json_integer_value(seq);
     it->body = json_dumps(body, JSON_COMPACT);
     json_decref(body);
-    conn_ref(c);
-    pipeline_submit(c->srv, it);
+    submit(c, it);
 }
 
 static void on_read(conn_t *c, json_t *f, const char *id)
@@ -388,8 +407,7 @@ static void on_read(conn_t *c, json_t *f, const char *id)
     item *it = new_item(c, ITEM_READ, id);
     snprintf(it->to, sizeof it->to, "%s", conv);
     it->upto = json_integer_value(upto);
-    conn_ref(c);
-    pipeline_submit(c->srv, it);
+    submit(c, it);
 }
 
 static void on_typing(conn_t *c, json_t *f, const char *id)
@@ -416,8 +434,7 @@ static void on_recv(conn_t *c, json_t *f, const char *id)
         return send_error(c, id, "invalid_request", "upto must be an inbox position (>= 0).");
     item *it = new_item(c, ITEM_RECV, id);
     it->upto = json_integer_value(upto);
-    conn_ref(c);
-    pipeline_submit(c->srv, it);
+    submit(c, it);
 }
 
 void inbound_on_text(void *ud, const char *msg, size_t len)

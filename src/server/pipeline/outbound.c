@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/jsonx.h"
 #include "common/log.h"
 #include "server/api/api.h"
 #include "server/pipeline/pipeline.h"
@@ -69,10 +70,10 @@ json_t *e2e_body_view(json_t *body, const char *user, const char *dev)
 
 /* A msg frame is '{"type":"msg","pos":N,' followed by the message's own fields, which are the
  * same for every recipient: the tail is made once per message and only the head per recipient.
- * Kind e2e is the exception: each device sees its own view of the body (e2e_body_view), so its
- * tail is made per device (msg_tail_body). */
-static char *msg_tail_body(const st_msg *m, json_t *body /* stolen */);
-
+ * The tail is written directly: the string fields escaped (cmid comes from a client), the body
+ * spliced in as the JSON text the store holds (it was checked as JSON on the way in and stored
+ * compact), so no message is parsed or re-encoded on the way out. Kind e2e is the exception:
+ * each device sees its own view of the body (e2e_body_view), so its tail is made per device. */
 static bool is_e2e(const st_msg *m)
 {
     return strcmp(m->kind, "e2e") == 0;
@@ -84,38 +85,61 @@ static json_t *parse_body(const st_msg *m)
     return m->body ? json_loads(m->body, JSON_DECODE_ANY, &err) : NULL;
 }
 
+static void put_str(buf_t *b, const char *key, const char *v)
+{
+    buf_append_str(b, key);
+    jsonx_append_str(b, v, strlen(v));
+}
+
+/* The tail with body (JSON text, NULL or empty for {}) spliced in. */
+static char *msg_tail_json(const st_msg *m, const char *body)
+{
+    if (!body || !*body) body = "{}";
+    size_t blen = strlen(body);
+    buf_t b;
+    buf_init(&b);
+    buf_reserve(&b, 256 + blen);
+    put_str(&b, "{\"conv\":", m->conv);
+    buf_printf(&b, ",\"seq\":%lld", (long long)m->seq);
+    put_str(&b, ",\"from\":", m->from);
+    put_str(&b, ",\"dev\":", m->dev);
+    put_str(&b, ",\"cmid\":", m->cmid);
+    buf_printf(&b, ",\"ts\":%lld", (long long)m->ts);
+    put_str(&b, ",\"kind\":", m->kind);
+    buf_append_str(&b, ",\"body\":");
+    buf_append(&b, body, blen);
+    if (m->reply_to > 0) buf_printf(&b, ",\"reply_to\":%lld", (long long)m->reply_to);
+    if (m->edited_at > 0) buf_printf(&b, ",\"edited_at\":%lld", (long long)m->edited_at);
+    buf_append(&b, "}", 2); /* with the NUL */
+    return (char *)b.data;
+}
+
 static char *msg_tail(const st_msg *m)
 {
-    return msg_tail_body(m, parse_body(m));
+    return msg_tail_json(m, m->body);
 }
 
 /* The tail as device (user, dev) sees it; parsed is the message's parsed body (borrowed). */
 static char *msg_tail_dev(const st_msg *m, json_t *parsed, const char *user, const char *dev)
 {
-    if (!is_e2e(m) || !json_is_object(parsed))
-        return msg_tail_body(m, parsed ? json_incref(parsed) : NULL);
-    return msg_tail_body(m, e2e_body_view(parsed, user, dev));
-}
-
-static char *msg_tail_body(const st_msg *m, json_t *body)
-{
-    json_t *o = json_pack("{s:s, s:I, s:s, s:s, s:s, s:I, s:s, s:o}", "conv", m->conv, "seq",
-                          (json_int_t)m->seq, "from", m->from, "dev", m->dev, "cmid", m->cmid, "ts",
-                          (json_int_t)m->ts, "kind", m->kind, "body", body ? body : json_object());
-    if (!o) return NULL;
-    if (m->reply_to > 0) json_object_set_new(o, "reply_to", json_integer(m->reply_to));
-    if (m->edited_at > 0) json_object_set_new(o, "edited_at", json_integer(m->edited_at));
-    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(o);
-    return s;
+    if (!is_e2e(m) || !json_is_object(parsed)) return msg_tail(m);
+    json_t *view = e2e_body_view(parsed, user, dev);
+    char *body = json_dumps(view, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(view);
+    if (!body) return NULL;
+    char *tail = msg_tail_json(m, body);
+    free(body);
+    return tail;
 }
 
 static char *frame_with_pos(int64_t pos, const char *tail)
 {
+    size_t tl = strlen(tail);
     buf_t b;
     buf_init(&b);
-    buf_printf(&b, "{\"type\":\"msg\",\"pos\":%lld,%s", (long long)pos, tail + 1);
-    buf_append(&b, "", 1);
+    buf_reserve(&b, tl + 48);
+    buf_printf(&b, "{\"type\":\"msg\",\"pos\":%lld,", (long long)pos);
+    buf_append(&b, tail + 1, tl); /* the tail without its '{', with its NUL */
     return (char *)b.data;
 }
 
@@ -246,6 +270,7 @@ void outbound_result(server_t *s, item *it)
         }
         outbound_to_user(s, n->user, n->except_dev[0] ? n->except_dev : NULL, n->frame);
     }
+    if (origin && it->kind != ITEM_REST) inbound_answered(origin);
     if (origin) conn_unref(origin);
     item_free(it);
 }

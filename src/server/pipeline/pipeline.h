@@ -101,6 +101,8 @@ void bus_drain(server_t *s);
 /* inbound.c */
 void inbound_upgrade(conn_t *c);
 void inbound_on_text(void *ud, const char *msg, size_t len);
+/* The pipeline answered one of c's frames: reading resumes once few enough wait. */
+void inbound_answered(conn_t *c);
 
 /* session.c */
 void session_add(conn_t *c);
