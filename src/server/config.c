@@ -47,6 +47,8 @@ static const struct key keys[] = {
     INT(idle_timeout, 1000, 86400000, "ms of silence before a socket is closed (default 120000)"),
     INT(sync_max, 1, 10000, "largest sync page (default 500)"),
     INT(batch_max, 1, 100000, "most messages in one pipeline transaction (default 512)"),
+    INT(batch_wait_us, 0, 100000,
+        "µs the pipeline waits for more messages before committing a small batch (default 1000)"),
     INT(receipt_max, 0, 100000, "largest group whose members get receipt frames (default 256)"),
     INT(group_max, 2, 100000, "most members of a group (default 10000)"),
     INT(fsync, 0, 1,
@@ -73,6 +75,7 @@ void config_defaults(config_t *c)
     c->idle_timeout = 120000;
     c->sync_max = 500;
     c->batch_max = 512;
+    c->batch_wait_us = 1000;
     c->receipt_max = 256;
     c->group_max = 10000;
 }

@@ -27,6 +27,7 @@ typedef struct config {
     int64_t idle_timeout;    /* ms without any frame before a socket is closed */
     int64_t sync_max;        /* largest sync page */
     int64_t batch_max;       /* messages per pipeline transaction */
+    int64_t batch_wait_us;   /* how long a small batch waits for more items */
     int64_t receipt_max;     /* largest group whose members get receipt frames */
     int64_t group_max;       /* members per group */
     int64_t fsync;           /* 1: every commit survives a power loss (slower) */

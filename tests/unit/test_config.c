@@ -435,7 +435,7 @@ static void test_help(void **state)
                           "max_header",   "max_frame",      "max_text",     "max_devices",
                           "rate_msgs",    "send_queue_max", "auth_timeout", "idle_timeout",
                           "sync_max",     "batch_max",      "receipt_max",  "group_max",
-                          "fsync"};
+                          "fsync",        "batch_wait_us"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         char flag[64];
         snprintf(flag, sizeof flag, "  --%s ", keys[i]);

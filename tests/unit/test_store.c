@@ -1589,7 +1589,7 @@ static void test_newer_schema_refused(void **state)
 static void test_migrate_from_1(void **state)
 {
     fx *f = *state;
-    assert_int_equal(user_version(f->dir), 3);
+    assert_int_equal(user_version(f->dir), 4);
     add_user(f->st, "u_alice", "alice", NULL, NULL, NULL);
     add_user(f->st, "u_bob", "bob", NULL, NULL, NULL);
     send_direct(f->st, "u_alice", "d_a", "u_bob", "c1", "{\"text\":\"old\"}");
@@ -1624,7 +1624,7 @@ static void test_migrate_from_1(void **state)
     log_threshold = LOG_WARN;
     char err[256];
     assert_int_equal(store_open(&f->st, f->dir, err, sizeof err), ST_OK);
-    assert_int_equal(user_version(f->dir), 3);
+    assert_int_equal(user_version(f->dir), 4);
     char conv[ID_MAX];
     conv_direct_id(conv, "u_alice", "u_bob");
     st_conv c;

@@ -12,9 +12,11 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <sodium.h>
 
+#include "common/hmap.h"
 #include "common/log.h"
 #include "server/api/api.h"
 #include "server/pipeline/pipeline.h"
@@ -25,12 +27,47 @@ struct pipeline {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     item *head, *tail;
+    int64_t queued; /* items in head..tail */
     bool stop;
     store_t *st;
     server_t *srv;
 };
 
 static int64_t receipt_max; /* from the config, set at start */
+
+#define BATCH_ENOUGH 64 /* a batch this large commits without waiting for more */
+
+/* What the pipeline thread knows never changes once true, so that a direct message does not ask
+ * the store again: users that exist (users are never deleted), direct conversations that exist
+ * (with their two members; they are never deleted), and direct conversations that are end-to-end
+ * encrypted (the flag is never cleared). Entries learnt inside an item that is rolled back, or a
+ * batch that fails, could name rows that were never committed, so then the sets are emptied.
+ * Only the pipeline thread touches them. */
+#define KNOWN_MAX 200000
+static hmap_t known_users, known_directs, known_e2e;
+static bool known_added; /* an entry was learnt inside the current item */
+
+static void known_clear(void)
+{
+    hmap_free(&known_users);
+    hmap_free(&known_directs);
+    hmap_free(&known_e2e);
+    hmap_init(&known_users);
+    hmap_init(&known_directs);
+    hmap_init(&known_e2e);
+}
+
+static bool known(const hmap_t *set, const char *key)
+{
+    return hmap_get(set, key) != NULL;
+}
+
+static void learn(hmap_t *set, const char *key)
+{
+    if (set->count >= KNOWN_MAX) known_clear();
+    hmap_put(set, key, (void *)1);
+    known_added = true;
+}
 
 static const char *const STORE_FAILED = "The message could not be stored; resend it.";
 
@@ -122,8 +159,106 @@ int pipeline_note_members(store_t *st, item *it, const char *conv, const char *s
     return ST_OK;
 }
 
-int pipeline_write_msg(store_t *st, item *it, const char *conv, const char *kind, const char *body,
-                       int64_t reply_to)
+/* The counters: each conversation's last_seq and each user's last_pos, kept here and written back
+ * once per batch (and before any item that reads them from the store), instead of an UPDATE for
+ * every message and recipient. This thread is their only writer, so what it holds is the truth;
+ * the store gets it before the COMMIT that makes the rows using it visible. Changes inside an item
+ * are logged so that an item rolled back to its savepoint gives its numbers back; a failed batch
+ * drops every counter (they are read again from the store). */
+typedef struct counter {
+    int64_t val;
+    bool dirty, conv; /* conv: a conversation's last_seq; else a user's last_pos */
+    char id[ID_MAX];
+} counter;
+
+typedef struct undo {
+    counter *c;
+    int64_t val;
+} undo;
+
+static hmap_t counters;
+static counter **dirty;
+static size_t ndirty, dirty_cap;
+static undo *undos;
+static size_t nundo, undo_cap;
+
+static void counter_free(void *ctx, const char *key, void *value)
+{
+    (void)ctx;
+    (void)key;
+    free(value);
+}
+
+static void counters_clear(void)
+{
+    hmap_each(&counters, counter_free, NULL);
+    hmap_free(&counters);
+    ndirty = nundo = 0;
+}
+
+/* Takes the next number of conv's seq or user's pos into *out. */
+static int counter_next(store_t *st, const char *id, bool conv, int64_t *out)
+{
+    counter *c = hmap_get(&counters, id);
+    if (!c) {
+        int64_t v = 0;
+        st_conv cv;
+        int rc = conv ? store_conv_get(st, id, &cv) : store_user_head(st, id, &v);
+        if (rc != ST_OK) return rc;
+        c = calloc(1, sizeof *c);
+        if (!c) abort();
+        c->val = conv ? cv.last_seq : v;
+        c->conv = conv;
+        snprintf(c->id, sizeof c->id, "%s", id);
+        hmap_put(&counters, id, c);
+    }
+    if (nundo == undo_cap) {
+        undo_cap = undo_cap ? 2 * undo_cap : 64;
+        undos = realloc(undos, undo_cap * sizeof *undos);
+        if (!undos) abort();
+    }
+    undos[nundo++] = (undo){c, c->val};
+    if (!c->dirty) {
+        if (ndirty == dirty_cap) {
+            dirty_cap = dirty_cap ? 2 * dirty_cap : 64;
+            dirty = realloc(dirty, dirty_cap * sizeof *dirty);
+            if (!dirty) abort();
+        }
+        dirty[ndirty++] = c;
+        c->dirty = true;
+    }
+    *out = ++c->val;
+    return ST_OK;
+}
+
+/* An item rolled back to its savepoint: its numbers are given back. */
+static void counters_undo(void)
+{
+    while (nundo > 0) {
+        nundo--;
+        undos[nundo].c->val = undos[nundo].val;
+    }
+}
+
+/* Writes every changed counter to the store (inside the batch's transaction). */
+static int counters_flush(store_t *st)
+{
+    int rc = ST_OK;
+    for (size_t i = 0; i < ndirty; i++) {
+        counter *c = dirty[i];
+        if (rc == ST_OK)
+            rc = c->conv ? store_conv_set_last_seq(st, c->id, c->val)
+                         : store_user_set_head(st, c->id, c->val);
+        c->dirty = false;
+    }
+    ndirty = 0;
+    return rc;
+}
+
+/* Writes the message and its inbox entries; members: the conversation's members when the caller
+ * knows them (a direct conversation), or NULL to read them from the store. */
+static int write_msg(store_t *st, item *it, const char *conv, const char *kind, const char *body,
+                     int64_t reply_to, const char *const members[2])
 {
     int idx = it->nmsgs;
     st_msg *m = add_msg(it);
@@ -141,19 +276,30 @@ int pipeline_write_msg(store_t *st, item *it, const char *conv, const char *kind
     if (!m->body) abort();
     int n = 0;
     st_member *ms = NULL;
-    if (store_conv_next_seq(st, conv, &m->seq) != ST_OK || store_msg_insert(st, m) != ST_OK ||
-        !(ms = store_member_all(st, conv, &n)))
+    if (counter_next(st, conv, true, &m->seq) != ST_OK || store_msg_insert(st, m) != ST_OK)
+        return fail(it, "internal", STORE_FAILED);
+    if (members)
+        n = 2;
+    else if (!(ms = store_member_all(st, conv, &n)))
         return fail(it, "internal", STORE_FAILED);
     for (int i = 0; i < n; i++) {
+        const char *user = members ? members[i] : ms[i].user;
         int64_t pos;
-        if (store_inbox_append(st, ms[i].user, conv, m->seq, &pos) != ST_OK) {
+        if (counter_next(st, user, false, &pos) != ST_OK ||
+            store_inbox_insert(st, user, pos, conv, m->seq) != ST_OK) {
             free(ms);
             return fail(it, "internal", STORE_FAILED);
         }
-        add_delivery(it, ms[i].user, pos, idx);
+        add_delivery(it, user, pos, idx);
     }
     free(ms);
     return ST_OK;
+}
+
+int pipeline_write_msg(store_t *st, item *it, const char *conv, const char *kind, const char *body,
+                       int64_t reply_to)
+{
+    return write_msg(st, it, conv, kind, body, reply_to, NULL);
 }
 
 /* ---- e2e (E2E.md §4, §7.1) ---- */
@@ -162,10 +308,18 @@ int pipeline_write_msg(store_t *st, item *it, const char *conv, const char *kind
  * an AIK (store_key_direct_e2e). */
 static int conv_e2e(store_t *st, const char *conv, bool *yes)
 {
+    if (known(&known_e2e, conv)) {
+        *yes = true;
+        return ST_OK;
+    }
     st_conv c;
-    int rc = store_conv_get(st, conv, &c);
+    int rc = known(&known_directs, conv) ? ST_OK : store_conv_get(st, conv, &c);
     if (rc != ST_OK) return rc;
-    if (strcmp(c.kind, "direct") == 0) return store_key_direct_e2e(st, conv, yes);
+    if (known(&known_directs, conv) || strcmp(c.kind, "direct") == 0) {
+        rc = store_key_direct_e2e(st, conv, yes);
+        if (rc == ST_OK && *yes) learn(&known_e2e, conv);
+        return rc;
+    }
     *yes = c.e2e;
     return ST_OK;
 }
@@ -309,19 +463,29 @@ static int do_send(store_t *st, item *it)
     }
     if (rc != ST_NOTFOUND) return fail(it, "internal", STORE_FAILED);
     char conv[ID_MAX];
+    const char *direct[2] = {NULL, NULL};
     if (strncmp(it->to, "u_", 2) == 0) {
-        st_user u;
-        rc = store_user_get(st, it->to, &u);
-        if (rc == ST_NOTFOUND) return fail(it, "no_such_user", "There is no user with that id.");
-        if (rc != ST_OK) return fail(it, "internal", STORE_FAILED);
+        if (!known(&known_users, it->to)) {
+            st_user u;
+            rc = store_user_get(st, it->to, &u);
+            if (rc == ST_NOTFOUND)
+                return fail(it, "no_such_user", "There is no user with that id.");
+            if (rc != ST_OK) return fail(it, "internal", STORE_FAILED);
+            learn(&known_users, it->to);
+        }
         bool they_block = false, we_block = false;
         if (store_block_check(st, it->to, it->user, &they_block, &we_block) != ST_OK)
             return fail(it, "internal", STORE_FAILED);
         if (they_block) return fail(it, "blocked", "This user does not take your messages.");
         if (we_block) return fail(it, "blocked", "You blocked this user; unblock them first.");
         conv_direct_id(conv, it->user, it->to);
-        if (store_conv_ensure_direct(st, conv, it->user, it->to, it->now) != ST_OK)
-            return fail(it, "internal", STORE_FAILED);
+        if (!known(&known_directs, conv)) {
+            if (store_conv_ensure_direct(st, conv, it->user, it->to, it->now) != ST_OK)
+                return fail(it, "internal", STORE_FAILED);
+            learn(&known_directs, conv);
+        }
+        direct[0] = it->user;
+        direct[1] = it->to;
     } else {
         st_member me;
         rc = store_member_get(st, it->to, it->user, &me);
@@ -342,7 +506,8 @@ static int do_send(store_t *st, item *it)
         return fail(it, "conversation_encrypted",
                     "This conversation is end-to-end encrypted: send kind e2e.");
     if (is_e2e && (rc = e2e_check(st, it, conv, it->to[0] == 'g')) != ST_OK) return rc;
-    return pipeline_write_msg(st, it, conv, it->msg_kind, it->body, it->reply_to);
+    return write_msg(st, it, conv, it->msg_kind, it->body, it->reply_to,
+                     direct[0] && strcmp(direct[0], direct[1]) != 0 ? direct : NULL);
 }
 
 /* edit, delete or react: the target is changed in place and the change becomes a new message, so
@@ -505,24 +670,37 @@ static void fail_all(item *batch)
 static void write_batch(struct pipeline *p, item *batch)
 {
     int64_t now = now_ms();
+    if (counters.count >= KNOWN_MAX) counters_clear(); /* nothing is dirty between batches */
     bool ok = store_begin(p->st) == ST_OK;
     for (item *it = batch; ok && it; it = it->next) {
         it->now = now;
+        /* sends use the counters; everything else may read them from the store */
+        if (it->kind != ITEM_SEND && counters_flush(p->st) != ST_OK) {
+            ok = false;
+            break;
+        }
         if (store_savepoint(p->st) != ST_OK) {
             ok = false;
             break;
         }
+        known_added = false;
+        nundo = 0;
         if (do_item(p, it) == ST_OK) {
             if (store_release(p->st) != ST_OK) ok = false;
         } else {
             clear_results(it);
             if (!it->err_code) fail(it, "internal", STORE_FAILED);
+            if (known_added) known_clear();
+            counters_undo();
             if (store_rollback_to(p->st) != ST_OK) ok = false;
         }
     }
+    if (ok && counters_flush(p->st) != ST_OK) ok = false;
     if (ok && store_commit(p->st) != ST_OK) ok = false;
     if (!ok) {
         store_rollback(p->st);
+        known_clear();
+        counters_clear();
         fail_all(batch);
     }
 }
@@ -531,7 +709,7 @@ static void *run(void *arg)
 {
     server_t *s = arg;
     struct pipeline *p = s->pipeline;
-    int64_t max = s->cfg.batch_max;
+    int64_t max = s->cfg.batch_max, wait_us = s->cfg.batch_wait_us;
     for (;;) {
         pthread_mutex_lock(&p->mu);
         while (!p->head && !p->stop) pthread_cond_wait(&p->cv, &p->mu);
@@ -539,10 +717,24 @@ static void *run(void *arg)
             pthread_mutex_unlock(&p->mu);
             break;
         }
+        /* Group commit: a commit costs about the same for one message as for dozens (it writes
+         * every page it changed), so a small batch waits up to batch_wait_us for company. */
+        if (wait_us > 0 && p->queued < BATCH_ENOUGH && p->queued < max && !p->stop) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_nsec += wait_us * 1000;
+            until.tv_sec += until.tv_nsec / 1000000000L;
+            until.tv_nsec %= 1000000000L;
+            while (p->queued < BATCH_ENOUGH && p->queued < max && !p->stop &&
+                   pthread_cond_timedwait(&p->cv, &p->mu, &until) == 0) {
+            }
+        }
         item *batch = p->head, *last = p->head;
-        for (int64_t n = 1; n < max && last->next; n++) last = last->next;
+        int64_t n = 1;
+        for (; n < max && last->next; n++) last = last->next;
         p->head = last->next;
         if (!p->head) p->tail = NULL;
+        p->queued -= n;
         last->next = NULL;
         pthread_mutex_unlock(&p->mu);
 
@@ -562,8 +754,14 @@ int pipeline_start(server_t *s)
         free(p);
         return -1;
     }
+    if (store_writer_start(p->st) != ST_OK) {
+        store_close(p->st);
+        free(p);
+        return -1;
+    }
     p->srv = s;
     receipt_max = s->cfg.receipt_max;
+    known_clear();
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     s->pipeline = p;
@@ -586,6 +784,15 @@ void pipeline_stop(server_t *s)
     pthread_mutex_unlock(&p->mu);
     pthread_join(p->thread, NULL);
     store_close(p->st);
+    hmap_free(&known_users);
+    hmap_free(&known_directs);
+    hmap_free(&known_e2e);
+    counters_clear();
+    free(dirty);
+    free(undos);
+    dirty = NULL;
+    undos = NULL;
+    dirty_cap = undo_cap = 0;
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
     free(p);
@@ -602,6 +809,7 @@ void pipeline_submit(server_t *s, item *it)
     else
         p->head = it;
     p->tail = it;
-    pthread_cond_signal(&p->cv);
+    /* wake the thread for the first item and when a waiting batch has enough */
+    if (++p->queued == 1 || p->queued == BATCH_ENOUGH) pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
 }

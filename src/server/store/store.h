@@ -68,6 +68,10 @@ void store_set_fsync(bool on);
  * On failure returns ST_ERR and writes a sentence into err. */
 int store_open(store_t **out, const char *data_dir, char *err, size_t errlen);
 void store_close(store_t *st);
+/* Makes st the one connection that writes messages (the pipeline's): the housekeeping its
+ * commits would otherwise do inline (SQLite's WAL checkpoints) moves to a background thread of
+ * the store, stopped by store_close. */
+int store_writer_start(store_t *st);
 
 /* Transactions. begin takes the write lock at once (BEGIN IMMEDIATE). Savepoints nest inside. */
 int store_begin(store_t *st);
@@ -116,6 +120,12 @@ int store_conv_next_seq(store_t *st, const char *conv, int64_t *seq);
 int store_msg_insert(store_t *st, const st_msg *m);
 /* Appends (conv, seq) to user's inbox at the user's next position, returned in *pos. */
 int store_inbox_append(store_t *st, const char *user, const char *conv, int64_t seq, int64_t *pos);
+/* For the one writer that keeps the counters itself (the pipeline): an inbox entry at a position
+ * it chose, and the counters written back (they only move forward). The caller must give
+ * positions and seqs that follow store_user_head / last_seq without gaps. */
+int store_inbox_insert(store_t *st, const char *user, int64_t pos, const char *conv, int64_t seq);
+int store_user_set_head(store_t *st, const char *user, int64_t pos);
+int store_conv_set_last_seq(store_t *st, const char *conv, int64_t seq);
 
 /* Reads the user's inbox after position `after`, oldest first, at most limit entries, calling fn
  * for each with the message (fn must not keep m->body; the store frees it after the call).
@@ -303,5 +313,27 @@ typedef void (*st_key_dev_fn)(void *ctx, const char *user, const char *device);
 int store_key_conv_devices(store_t *st, const char *conv, st_key_dev_fn fn, void *ctx);
 /* Are a and b both members of some group? */
 int store_key_share_group(store_t *st, const char *a, const char *b, bool *yes);
+
+/* ---- Device links and the group e2e flag (schema 4, E2E.md §10) ---- */
+typedef struct st_link {
+    uint8_t link_id[16];
+    char user[ID_MAX];   /* the user of both devices */
+    char to_dev[ID_MAX]; /* the new device, the only one that may take it */
+    uint8_t eph[ST_KEY_LEN];
+    uint8_t nonce[24];
+    uint8_t *c; /* the sealed payload, c_len bytes; malloc'd by store_key_link_take (free it) */
+    size_t c_len;
+    int64_t created_at;
+} st_link;
+/* Stores (or, for the same user, replaces) the link envelope; first deletes every envelope
+ * created at or before expired_before. ST_CONFLICT when another user holds the link id;
+ * ST_NOTFOUND when the user or device does not exist. */
+int store_key_link_put(store_t *st, const st_link *l, int64_t expired_before);
+/* Deletes the envelope of link_id addressed to (user, device) and returns it (out->c
+ * malloc'd). Expired envelopes are deleted first. ST_NOTFOUND when there is none. */
+int store_key_link_take(store_t *st, const uint8_t link_id[16], const char *user,
+                        const char *device, int64_t expired_before, st_link *out);
+/* Sets a group's e2e flag, for good. ST_NOTFOUND unless conv is a group. */
+int store_group_set_e2e(store_t *st, const char *conv);
 
 #endif

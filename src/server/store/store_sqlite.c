@@ -24,6 +24,7 @@
 #include "server/store/store.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -31,11 +32,15 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "common/log.h"
 
 #define BUSY_TIMEOUT_MS 10000
-#define DB_FILE         "parley.db"
+#ifndef PAGE_SIZE
+#define PAGE_SIZE "1024"
+#endif
+#define DB_FILE "parley.db"
 /* RETURNING appeared in SQLite 3.35.0. */
 #define SQLITE_MIN_VERSION 3035000
 
@@ -205,6 +210,19 @@ static const char *const migrations[] = {
     ");"
     "CREATE INDEX IF NOT EXISTS key_claims_pair ON key_claims (claimer_dev, target_user, at);"
     "CREATE INDEX IF NOT EXISTS key_claims_at ON key_claims (at);",
+
+    /* 4: device linking (E2E.md §10): one sealed envelope per link id, from an existing device
+     * of the user to the new device to_dev; read once, then deleted; 10 minutes at most. */
+    "CREATE TABLE IF NOT EXISTS key_links ("
+    "  link_id    BLOB NOT NULL PRIMARY KEY CHECK (length(link_id) = 16),"
+    "  user_id    TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+    "  to_dev     TEXT NOT NULL REFERENCES devices (id) ON DELETE CASCADE,"
+    "  eph        BLOB NOT NULL CHECK (length(eph) = 32),"
+    "  nonce      BLOB NOT NULL CHECK (length(nonce) = 24),"
+    "  c          BLOB NOT NULL,"
+    "  created_at INTEGER NOT NULL"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS key_links_at ON key_links (created_at);",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -255,6 +273,8 @@ enum stmt_id {
     S_MSG_INSERT,
     S_USER_NEXT_POS,
     S_INBOX_INSERT,
+    S_USER_SET_POS,
+    S_CONV_SET_SEQ,
     S_INBOX_READ,
     S_CONV_GET,
     S_GROUP_INSERT,
@@ -350,6 +370,8 @@ static const char *const stmt_sql[S_COUNT] = {
         "INSERT INTO messages (" MSG_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [S_USER_NEXT_POS] = "UPDATE users SET last_pos = last_pos + 1 WHERE id = ?1 RETURNING last_pos",
     [S_INBOX_INSERT] = "INSERT INTO inbox (user_id, pos, conv_id, seq) VALUES (?1, ?2, ?3, ?4)",
+    [S_USER_SET_POS] = "UPDATE users SET last_pos = ?2 WHERE id = ?1 AND last_pos <= ?2",
+    [S_CONV_SET_SEQ] = "UPDATE convs SET last_seq = ?2 WHERE id = ?1 AND last_seq <= ?2",
     [S_INBOX_READ] = "SELECT i.pos, m.conv_id, m.seq, m.sender, m.sender_dev, m.cmid, m.ts, m.kind,"
                      " m.body, m.reply_to, m.edited_at FROM inbox AS i JOIN messages AS m"
                      " ON m.conv_id = i.conv_id AND m.seq = i.seq"
@@ -483,10 +505,20 @@ static const char *const stmt_sql[S_COUNT] = {
         " WHERE a.user_id = ?1 AND o.user_id = ?2 AND c.kind = 'group')",
 };
 
+/* The writer's checkpointer (store_writer_start): a thread with its own connection. */
+typedef struct checkpointer {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stop;
+    sqlite3 *db;
+} checkpointer;
+
 struct store {
     sqlite3 *db;
     bool in_callback; /* inside the fn of store_inbox_read: the store must not be re-entered */
     sqlite3_stmt *stmts[S_COUNT];
+    checkpointer *ckpt; /* the writer only */
 };
 
 /* ---- Helpers ------------------------------------------------------------------------------- */
@@ -1069,7 +1101,11 @@ void store_set_fsync(bool on)
 static int configure(store_t *st, const char *path, char *err, size_t errlen)
 {
     char mode[16] = "";
-    if (exec1(st, "PRAGMA journal_mode=WAL", NULL, mode, sizeof mode) != SQLITE_OK) {
+    /* For a new database only (an existing one keeps its page size). Every commit writes each
+     * page it changed into the WAL whole, and a message changes a few pages in different places
+     * (its conversation's, each recipient's inbox, the indexes): smaller pages write less. */
+    if (exec1(st, "PRAGMA page_size=" PAGE_SIZE, NULL, NULL, 0) != SQLITE_OK ||
+        exec1(st, "PRAGMA journal_mode=WAL", NULL, mode, sizeof mode) != SQLITE_OK) {
         set_err(err, errlen, "Cannot use the database %s: %s.", path, sqlite3_errmsg(st->db));
         return -1;
     }
@@ -1079,6 +1115,8 @@ static int configure(store_t *st, const char *path, char *err, size_t errlen)
     if (exec1(st, sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", NULL, NULL,
               0) != SQLITE_OK ||
         exec1(st, "PRAGMA foreign_keys=ON", NULL, NULL, 0) != SQLITE_OK ||
+        /* Savepoint journals stay in memory: one item's pages, never a temporary file. */
+        exec1(st, "PRAGMA temp_store=MEMORY", NULL, NULL, 0) != SQLITE_OK ||
         exec1(st, "PRAGMA foreign_keys", &fk, NULL, 0) != SQLITE_OK) {
         set_err(err, errlen, "Cannot configure the database %s: %s.", path, sqlite3_errmsg(st->db));
         return -1;
@@ -1195,9 +1233,98 @@ fail:
     return ST_ERR;
 }
 
+/* ---- The writer's checkpoints ---------------------------------------------------------------- */
+
+/* SQLite checkpoints the WAL inside the COMMIT that crosses wal_autocheckpoint pages, and the
+ * writer commits far more than anyone else, so copying the WAL into the database file would land
+ * on the message path. This thread copies it instead, passively (never blocking the writer or
+ * readers), every CKPT_EVERY_MS. Under a steady stream of commits a passive checkpoint never
+ * quite reaches the end of the WAL, and the WAL only starts again from its beginning after a
+ * checkpoint that did; so the writer keeps its own automatic checkpoint, at CKPT_WRITER_PAGES,
+ * and that one finds nearly every frame already copied: it costs the writer the few frames
+ * since the last pass and the syncs, and the WAL file is reused from its start. */
+#define CKPT_EVERY_MS     100
+#define CKPT_WRITER_PAGES "32768"
+
+static void *ckpt_run(void *arg)
+{
+    checkpointer *k = arg;
+    pthread_mutex_lock(&k->mu);
+    while (!k->stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += CKPT_EVERY_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&k->cv, &k->mu, &until);
+        if (k->stop) break;
+        pthread_mutex_unlock(&k->mu);
+        int rc = sqlite3_wal_checkpoint_v2(k->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        if (rc != SQLITE_OK && (rc & 0xFF) != SQLITE_BUSY)
+            log_warn("store: checkpoint failed: %s", sqlite3_errmsg(k->db));
+        pthread_mutex_lock(&k->mu);
+    }
+    pthread_mutex_unlock(&k->mu);
+    return NULL;
+}
+
+int store_writer_start(store_t *st)
+{
+    if (!st || st->ckpt) return bad_args("writer start");
+    checkpointer *k = calloc(1, sizeof *k);
+    if (!k) return ST_ERR;
+    const char *path = sqlite3_db_filename(st->db, "main");
+    if (sqlite3_open_v2(path, &k->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        log_error("store: cannot open %s for checkpoints: %s", path,
+                  k->db ? sqlite3_errmsg(k->db) : "out of memory");
+        sqlite3_close(k->db);
+        free(k);
+        return ST_ERR;
+    }
+    sqlite3_busy_timeout(k->db, BUSY_TIMEOUT_MS);
+    pthread_mutex_init(&k->mu, NULL);
+    pthread_cond_init(&k->cv, NULL);
+    /* a batch's pages stay in memory until its COMMIT instead of spilling into the WAL early */
+    if (exec1(st, "PRAGMA cache_size=-65536", NULL, NULL, 0) != SQLITE_OK ||
+        exec1(st, "PRAGMA wal_autocheckpoint=" CKPT_WRITER_PAGES, NULL, NULL, 0) != SQLITE_OK ||
+        pthread_create(&k->thread, NULL, ckpt_run, k) != 0) {
+        log_error("store: cannot start the checkpoint thread");
+        sqlite3_close(k->db);
+        pthread_mutex_destroy(&k->mu);
+        pthread_cond_destroy(&k->cv);
+        free(k);
+        return ST_ERR;
+    }
+    st->ckpt = k;
+    return ST_OK;
+}
+
+static void ckpt_stop(checkpointer *k)
+{
+    pthread_mutex_lock(&k->mu);
+    k->stop = true;
+    pthread_cond_signal(&k->cv);
+    pthread_mutex_unlock(&k->mu);
+    pthread_join(k->thread, NULL);
+    sqlite3_close(k->db);
+    pthread_mutex_destroy(&k->mu);
+    pthread_cond_destroy(&k->cv);
+    free(k);
+}
+
 void store_close(store_t *st)
 {
     if (!st) return;
+    if (st->ckpt) {
+        ckpt_stop(st->ckpt);
+        /* what is left in the WAL goes into the database file now, not at the next start */
+        if (sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL) !=
+            SQLITE_OK)
+            log_warn("store: checkpoint at close failed: %s", sqlite3_errmsg(st->db));
+    }
     for (int i = 0; i < S_COUNT; i++) sqlite3_finalize(st->stmts[i]);
     if (st->db && sqlite3_close(st->db) != SQLITE_OK)
         log_error("store: close failed: %s", sqlite3_errmsg(st->db));
@@ -1527,6 +1654,42 @@ int store_msg_insert(store_t *st, const st_msg *m)
     b_text(&b, 8, m->body);
     if (m->reply_to) b_i64(&b, 9, m->reply_to); /* else stays NULL */
     return run_write(st, &b, op);
+}
+
+int store_inbox_insert(store_t *st, const char *user, int64_t pos, const char *conv, int64_t seq)
+{
+    static const char op[] = "inbox insert";
+    if (!st || !user || !conv || pos < 1) return bad_args(op);
+    binder b;
+    if (!bind_keys(st, S_INBOX_INSERT, user, NULL, &b, op)) return ST_ERR;
+    b_i64(&b, 2, pos);
+    b_text(&b, 3, conv);
+    b_i64(&b, 4, seq);
+    int r = run_write(st, &b, op);
+    if (r == ST_CONFLICT) {
+        log_error("store: %s: position %lld of %s is already taken", op, (long long)pos, user);
+        r = ST_ERR;
+    }
+    return r;
+}
+
+static int set_counter(store_t *st, int which, const char *id, int64_t v, const char *op)
+{
+    if (!st || !id || v < 0) return bad_args(op);
+    binder b;
+    if (!bind_keys(st, which, id, NULL, &b, op)) return ST_ERR;
+    b_i64(&b, 2, v);
+    return run_write(st, &b, op);
+}
+
+int store_user_set_head(store_t *st, const char *user, int64_t pos)
+{
+    return set_counter(st, S_USER_SET_POS, user, pos, "user set head");
+}
+
+int store_conv_set_last_seq(store_t *st, const char *conv, int64_t seq)
+{
+    return set_counter(st, S_CONV_SET_SEQ, conv, seq, "conversation set last seq");
 }
 
 int store_inbox_append(store_t *st, const char *user, const char *conv, int64_t seq, int64_t *pos)
@@ -2272,5 +2435,139 @@ int store_key_share_group(store_t *st, const char *a, const char *b_user, bool *
     int64_t v = 0;
     int r = bind_keys(st, S_KEY_SHARE_GROUP, a, b_user, &b, op) ? run_int(st, &b, &v, op) : ST_ERR;
     *yes = r == ST_OK && v != 0; /* false on every failure too */
+    return r;
+}
+
+/* ---- Device links and group flags (schema 4) ----------------------------------------------
+ * Rare calls: their statements are prepared per call rather than kept in stmt_sql. */
+
+static sqlite3_stmt *prep_once(store_t *st, const char *sql, const char *op)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK) {
+        log_error("store: %s: %s", op, sqlite3_errmsg(st->db));
+        sqlite3_finalize(s);
+        return NULL;
+    }
+    return s;
+}
+
+static int step_done(store_t *st, sqlite3_stmt *s, const char *op)
+{
+    int rc = sqlite3_step(s);
+    int r = rc == SQLITE_DONE ? ST_OK : write_result(st, rc, op);
+    sqlite3_finalize(s);
+    return r;
+}
+
+/* Drops link payloads created at or before expired_before. */
+static int links_expire(store_t *st, int64_t expired_before, const char *op)
+{
+    sqlite3_stmt *s = prep_once(st, "DELETE FROM key_links WHERE created_at <= ?1", op);
+    if (!s) return ST_ERR;
+    sqlite3_bind_int64(s, 1, expired_before);
+    return step_done(st, s, op);
+}
+
+int store_key_link_put(store_t *st, const st_link *l, int64_t expired_before)
+{
+    static const char op[] = "key link put";
+    if (!st || !l || !l->c || l->c_len == 0) return bad_args(op);
+    bool own;
+    int r = own_begin(st, &own);
+    if (r != ST_OK) return r;
+    r = links_expire(st, expired_before, op);
+    sqlite3_stmt *s;
+    char owner[ID_MAX] = "";
+    if (r == ST_OK) {
+        s = prep_once(st, "SELECT user_id FROM key_links WHERE link_id = ?1", op);
+        if (!s) return own_end(st, own, ST_ERR);
+        sqlite3_bind_blob(s, 1, l->link_id, sizeof l->link_id, SQLITE_STATIC);
+        int rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW)
+            col_copy(owner, sizeof owner, s, 0);
+        else if (rc != SQLITE_DONE)
+            r = db_fail(st, op);
+        sqlite3_finalize(s);
+    }
+    if (r == ST_OK && owner[0] && strcmp(owner, l->user) != 0) r = ST_CONFLICT;
+    if (r == ST_OK) {
+        s = prep_once(st,
+                      "INSERT OR REPLACE INTO key_links (link_id, user_id, to_dev, eph, nonce, c,"
+                      " created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                      op);
+        if (!s) return own_end(st, own, ST_ERR);
+        sqlite3_bind_blob(s, 1, l->link_id, sizeof l->link_id, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, l->user, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 3, l->to_dev, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(s, 4, l->eph, sizeof l->eph, SQLITE_STATIC);
+        sqlite3_bind_blob(s, 5, l->nonce, sizeof l->nonce, SQLITE_STATIC);
+        sqlite3_bind_blob64(s, 6, l->c, l->c_len, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 7, l->created_at);
+        r = step_done(st, s, op);
+    }
+    return own_end(st, own, r);
+}
+
+int store_key_link_take(store_t *st, const uint8_t link_id[16], const char *user,
+                        const char *device, int64_t expired_before, st_link *out)
+{
+    static const char op[] = "key link take";
+    if (!st || !link_id || !user || !device || !out) return bad_args(op);
+    memset(out, 0, sizeof *out);
+    bool own;
+    int r = own_begin(st, &own);
+    if (r != ST_OK) return r;
+    r = links_expire(st, expired_before, op);
+    if (r != ST_OK) return own_end(st, own, r);
+    sqlite3_stmt *s =
+        prep_once(st,
+                  "DELETE FROM key_links WHERE link_id = ?1 AND user_id = ?2 AND to_dev = ?3"
+                  " RETURNING eph, nonce, c, created_at",
+                  op);
+    if (!s) return own_end(st, own, ST_ERR);
+    sqlite3_bind_blob(s, 1, link_id, 16, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, user, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, device, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        memcpy(out->link_id, link_id, 16);
+        snprintf(out->user, sizeof out->user, "%s", user);
+        snprintf(out->to_dev, sizeof out->to_dev, "%s", device);
+        const void *c = sqlite3_column_blob(s, 2);
+        size_t n = (size_t)sqlite3_column_bytes(s, 2);
+        out->created_at = sqlite3_column_int64(s, 3);
+        if (!col_blob(out->eph, sizeof out->eph, s, 0, op) ||
+            !col_blob(out->nonce, sizeof out->nonce, s, 1, op) || !c || n == 0) {
+            r = ST_ERR;
+        } else if (!(out->c = malloc(n))) {
+            r = ST_ERR;
+        } else {
+            memcpy(out->c, c, n);
+            out->c_len = n;
+        }
+        rc = sqlite3_step(s); /* RETURNING: the delete completes at the statement's end */
+        if (r == ST_OK && rc != SQLITE_DONE) r = write_result(st, rc, op);
+    } else {
+        r = rc == SQLITE_DONE ? ST_NOTFOUND : write_result(st, rc, op);
+    }
+    sqlite3_finalize(s);
+    if (r != ST_OK) {
+        free(out->c);
+        out->c = NULL;
+    }
+    return own_end(st, own, r);
+}
+
+int store_group_set_e2e(store_t *st, const char *conv)
+{
+    static const char op[] = "group set e2e";
+    if (!st || !conv) return bad_args(op);
+    sqlite3_stmt *s =
+        prep_once(st, "UPDATE convs SET e2e = 1 WHERE id = ?1 AND kind = 'group'", op);
+    if (!s) return ST_ERR;
+    sqlite3_bind_text(s, 1, conv, -1, SQLITE_STATIC);
+    int r = step_done(st, s, op);
+    if (r == ST_OK && sqlite3_changes(st->db) == 0) r = ST_NOTFOUND;
     return r;
 }
