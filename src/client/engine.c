@@ -507,6 +507,7 @@ static void on_msg(io *s, json_t *f)
     snprintf(conv, sizeof conv, "%s", ev.msg.conv);
     defer_event(s, &ev);
     if (system) { /* a group's name or members changed */
+        pl__e2e_on_system(s->db, conv, json_object_get(f, "body"));
         pl_event ch = {.kind = PL_EV_CONV_CHANGED};
         snprintf(ch.conv, sizeof ch.conv, "%s", conv);
         defer_event(s, &ch);

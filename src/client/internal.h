@@ -184,6 +184,10 @@ json_t *pl__e2e_receive(pl_client *c, sqlite3 *db, const char *me, json_t *f, bo
  * CONTENT and cmid) and replaces the row's e2e body. 0: send it again; negative: give up. */
 int pl__e2e_rebuild(pl_client *c, sqlite3 *db, const char *base, const char *token, const char *me,
                     int64_t local_id, json_t *devices);
+/* A group's system message (I/O thread, inside its transaction): a member who left or was
+ * removed makes this device start a new sender key before its next send; "e2e" turned on is
+ * remembered. */
+void pl__e2e_on_system(sqlite3 *db, const char *conv, json_t *body);
 /* prekeys_low: generates and uploads 100 more OPKs (I/O thread, REST to base). */
 int pl__e2e_refill(pl_client *c, sqlite3 *db, const char *base, const char *token);
 

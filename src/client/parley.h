@@ -66,7 +66,8 @@ extern "C" {
     XX(EEXIST, -17, "this store already belongs to another account")                               \
     XX(EREFUSED, -18, "the server refused the request")                                            \
     XX(ESTATE, -19, "not possible in the current state")                                           \
-    XX(EUNVERIFIED, -20, "the contact's identity key changed: compare safety numbers again")
+    XX(EUNVERIFIED, -20, "the contact's identity key changed: compare safety numbers again")       \
+    XX(ENOTLINKED, -21, "this device is not linked: approve it from a device of this account")
 
 typedef enum pl_errno {
 #define PL_ERR_ENUM_(name, val, text) PL_##name = (val),
@@ -451,9 +452,34 @@ int64_t pl_store_pos(pl_client *c);
 /* Creates this user's identity (AIK), this device's keys (DIK, DCERT, SPK, 100 OPKs) when the
  * store has none, keeps the private keys in the store (sealed under a key in the 0600 file
  * store_path + ".key") and publishes them. pl_account_register and pl_session_login call it;
- * call it after pl_session_adopt. PL_EREFUSED when the user already has an identity made by
- * another device (linking devices is not built). */
+ * call it after pl_session_adopt. When the account already has an identity (made on another
+ * of its devices) no new one is made: PL_ENOTLINKED, and this device cannot send or read
+ * encrypted messages until it is linked (pl_link_begin / pl_link_approve / pl_link_finish). */
 int pl_e2e_enable(pl_client *c);
+
+/* Linking a new device (E2E.md §10). On the new device, logged in: pl_link_begin makes a link
+ * key pair and id, keeps them in the store and sets *code_out (malloc'd, the caller free()s it)
+ * to the link code: 64 characters, base64url of link_id (16 bytes) || LK_pub (32 bytes), to show
+ * as text or QR. PL_ESTATE when this device holds the identity key already. */
+int pl_link_begin(pl_client *c, char **code_out);
+/* On a linked device of the same account: seals this account's identity key and the pinned
+ * contact keys (with their verified flags) to the link code's key and uploads them for
+ * new_device (its d_... id, shown by `parley devices`) for 10 minutes. PL_EINVAL for a bad code
+ * or id, PL_ENOTLINKED when this device holds no identity key, PL_ENOTFOUND when new_device is
+ * not a device of this account. */
+int pl_link_approve(pl_client *c, const char *code, const char *new_device);
+/* On the new device, after the approval: fetches the envelope (once), checks that the identity
+ * key received is the one parleyd lists for this account, stores it with the contacts' keys,
+ * makes and publishes this device's keys. PL_ENOTFOUND while nothing was approved (try again),
+ * PL_EREFUSED when the envelope does not decrypt or holds another key, PL_ESTATE when no link
+ * was begun here. */
+int pl_link_finish(pl_client *c);
+
+/* Turns end-to-end encryption on for a group, for good (PATCH /v1/groups/{g} {"e2e": true};
+ * owner and admins). Messages to it are then sent with Sender Keys. */
+int pl_group_set_encrypted(pl_client *c, const char *group);
+/* True when this device knows the group to be end-to-end encrypted. */
+bool pl_group_encrypted(pl_client *c, const char *group);
 /* True when direct messages to `user` are end-to-end encrypted (an identity key is pinned). */
 bool pl_e2e_with(pl_client *c, const char *user);
 /* The 60-digit safety number of this user and `user` (the pinned identity key); the same on

@@ -401,6 +401,45 @@ static int cmd_verify(pl_client *c, tui_opts *o, int argc, char **argv)
     return EXIT_OK;
 }
 
+/* link-begin | link-approve CODE DEVICE | link-finish: linking a new device of this account */
+static int cmd_link(pl_client *c, tui_opts *o, int argc, char **argv)
+{
+    bool begin = strcmp(argv[0], "link-begin") == 0, approve = strcmp(argv[0], "link-approve") == 0;
+    if ((approve && argc != 3) || (!approve && argc != 1)) {
+        fprintf(stderr, "usage: parley link-begin | link-approve CODE DEVICE_ID | link-finish\n");
+        return EXIT_USAGE;
+    }
+    pl_session s;
+    int rc = need_session(c, &s);
+    if (rc) return rc;
+    int err;
+    if (begin) {
+        char *code = NULL;
+        err = pl_link_begin(c, &code);
+        if (err) return tui_fail(c, "link-begin", err);
+        if (o->quiet) {
+            printf("%s\n", code);
+        } else {
+            printf("link code: %s\nthis device: %s\n", code, s.device);
+            printf("on a linked device run: parley link-approve %s %s\n"
+                   "then here: parley link-finish (within 10 minutes)\n",
+                   code, s.device);
+        }
+        free(code);
+        return EXIT_OK;
+    }
+    if (approve) {
+        err = pl_link_approve(c, argv[1], argv[2]);
+        if (err) return tui_fail(c, "link-approve", err);
+        if (!o->quiet) printf("approved %s: run parley link-finish on it\n", argv[2]);
+        return EXIT_OK;
+    }
+    err = pl_link_finish(c);
+    if (err) return tui_fail(c, "link-finish", err);
+    if (!o->quiet) printf("this device is linked: end-to-end encryption works here now\n");
+    return EXIT_OK;
+}
+
 /* invite / accept / decline / block / unblock USER */
 static int cmd_contact(pl_client *c, tui_opts *o, int argc, char **argv)
 {
@@ -591,10 +630,11 @@ static int cmd_devices(pl_client *c, int argc, char **argv)
 
 int tui_command(tui_opts *o, int argc, char **argv)
 {
-    static const char *const known[] = {"register", "login",   "logout", "whoami",   "send",
-                                        "sync",     "history", "convs",  "contacts", "search",
-                                        "outbox",   "devices", "group",  "groups",   "invite",
-                                        "accept",   "decline", "block",  "unblock",  "verify"};
+    static const char *const known[] = {
+        "register", "login",  "logout",     "whoami",       "send",       "sync",
+        "history",  "convs",  "contacts",   "search",       "outbox",     "devices",
+        "group",    "groups", "invite",     "accept",       "decline",    "block",
+        "unblock",  "verify", "link-begin", "link-approve", "link-finish"};
     bool ok = false;
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
         if (strcmp(argv[0], known[i]) == 0) ok = true;
@@ -638,6 +678,8 @@ int tui_command(tui_opts *o, int argc, char **argv)
         rc = cmd_outbox(c);
     else if (strcmp(cmd, "verify") == 0)
         rc = cmd_verify(c, o, argc, argv);
+    else if (strncmp(cmd, "link-", 5) == 0)
+        rc = cmd_link(c, o, argc, argv);
     else
         rc = cmd_devices(c, argc, argv);
     pl_client_free(c);

@@ -573,6 +573,15 @@ static void slash(ui *u, char *line)
         err = pl_presence_set(u->c, cmd[0] == 'a' ? PL_PRESENCE_AWAY : PL_PRESENCE_ONLINE);
         if (!err)
             snprintf(u->status, sizeof u->status, "you are %s", cmd[0] == 'a' ? "away" : "online");
+    } else if (strcmp(cmd, "encrypt") == 0) {
+        if (strncmp(u->peer, "g_", 2) != 0) {
+            snprintf(u->status, sizeof u->status, "/encrypt works in a group");
+            return;
+        }
+        err = pl_group_set_encrypted(u->c, u->peer);
+        if (!err)
+            snprintf(u->status, sizeof u->status, "%s is end-to-end encrypted now (for good)",
+                     u->title);
     } else if (strcmp(cmd, "verify") == 0) {
         if (strncmp(u->peer, "u_", 2) != 0) {
             snprintf(u->status, sizeof u->status, "/verify works in a direct conversation");
@@ -597,9 +606,10 @@ static void slash(ui *u, char *line)
                      v ? " (verified)" : "", grouped);
         }
     } else if (strcmp(cmd, "help") == 0) {
-        snprintf(u->status, sizeof u->status,
-                 "/group NAME USER.. /add USER.. /remove USER.. /leave /rename NAME "
-                 "/invite /accept /decline /block /unblock USER /away /back /verify [confirm]");
+        snprintf(
+            u->status, sizeof u->status,
+            "/group NAME USER.. /add USER.. /remove USER.. /leave /rename NAME "
+            "/invite /accept /decline /block /unblock USER /away /back /verify [confirm] /encrypt");
     } else {
         snprintf(u->status, sizeof u->status, "unknown command /%s (/help lists them)", cmd);
         return;

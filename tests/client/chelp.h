@@ -186,6 +186,29 @@ static inline void tcl_rmdir(const char *dir)
 }
 
 /* Frees the client and (unless keep_store) everything else of t. */
+/* True when the file holds the bytes of s (the scans for plaintexts in the server's files). */
+static inline bool t_file_has(const char *path, const char *s)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    size_t cap = 1 << 20, n = 0, k;
+    char *b = malloc(cap);
+    assert_non_null(b);
+    while ((k = fread(b + n, 1, cap - n, f)) > 0) {
+        n += k;
+        if (n == cap) {
+            b = realloc(b, cap *= 2);
+            assert_non_null(b);
+        }
+    }
+    fclose(f);
+    bool found = false;
+    size_t sl = strlen(s);
+    for (size_t i = 0; !found && i + sl <= n; i++) found = memcmp(b + i, s, sl) == 0;
+    free(b);
+    return found;
+}
+
 static inline void tcl_close(tcl *t, bool keep_store)
 {
     if (t->c) {

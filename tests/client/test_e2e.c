@@ -2,12 +2,8 @@
  * parleyd: both ways, with the receiver offline and syncing later; the server's database and log
  * hold none of the plaintexts; a garbage ciphertext shows as a visible "could not decrypt"
  * message; the safety numbers agree on both sides. */
-#include "chelp.h"
+#include "e2ehelp.h"
 
-#include "client/e2e/e2e.h"
-
-#include <sodium.h>
-#include <sqlite3.h>
 #include <stdarg.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -17,16 +13,13 @@ static tsrv srv;
 static int setup(void **state)
 {
     (void)state;
-    return tsrv_start(&srv, NULL, "--pwhash", "min") == 0 ? 0 : -1;
+    return tsrv_up(&srv);
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    t_after_test();
-    int rc = tsrv_stop(&srv);
-    tsrv_cleanup(&srv);
-    return rc == 0 ? 0 : -1;
+    return tsrv_down(&srv);
 }
 
 typedef struct {
@@ -63,24 +56,7 @@ static bool acked(void *ud)
     return t->nacks > 0;
 }
 
-/* True when the file holds the bytes of s. */
-static bool file_has(const char *path, const char *s)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return false;
-    size_t cap = 1 << 20, n = 0;
-    char *b = malloc(cap);
-    size_t k;
-    while ((k = fread(b + n, 1, cap - n, f)) > 0) {
-        n += k;
-        if (n == cap) b = realloc(b, cap *= 2);
-    }
-    fclose(f);
-    bool found = false;
-    for (size_t i = 0; !found && i + strlen(s) <= n; i++) found = memcmp(b + i, s, strlen(s)) == 0;
-    free(b);
-    return found;
-}
+#define file_has t_file_has
 
 static void open_pair(tcl *a, tcl *b, tuser *ua, tuser *ub)
 {
@@ -339,37 +315,6 @@ T_TEST(test_e2e_identity_change)
     tcl_close(&b, false);
 }
 
-/* A key of t's store, unsealed (as e2ec.c seals it); out gets size bytes. */
-static void unseal(tcl *t, const char *name, void *out, size_t size)
-{
-    char kp[PATH_MAX + 32];
-    snprintf(kp, sizeof kp, "%s.key", t->store);
-    FILE *f = fopen(kp, "rb");
-    assert_non_null(f);
-    unsigned char lk[32];
-    assert_int_equal(fread(lk, 1, 32, f), 32);
-    fclose(f);
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open(t->store, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    sqlite3_stmt *st;
-    assert_int_equal(
-        sqlite3_prepare_v2(db, "SELECT value FROM e2e_keys WHERE name = ?", -1, &st, NULL),
-        SQLITE_OK);
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    const unsigned char *c = sqlite3_column_blob(st, 0);
-    assert_int_equal(sqlite3_column_bytes(st, 0), 24 + 16 + size);
-    assert_int_equal(crypto_secretbox_open_easy(out, c + 24, 16 + size, c, lk), 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-}
-
-static void b64url(char *out, size_t cap, const unsigned char *p, size_t n)
-{
-    sodium_bin2base64(out, cap, p, n, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-}
-
 /* b gets a second device (its bundle made here with b's AIK) while a is offline: a's queued
  * message names b's first device only; the server answers device_list_stale, a claims the new
  * device's bundle, adds its entry and sends again; both of b's devices can decrypt it. */
@@ -394,25 +339,10 @@ T_TEST(test_e2e_device_list_stale)
     /* b's second device publishes a bundle certified by b's AIK */
     assert_int_equal(tuser_login(srv.port, ub.username, ub.password, &ub2), 200);
     pl_sign_pair aik;
-    unseal(&b, "aik", &aik, sizeof aik);
+    e2e_unseal_to(&b, "aik", &aik, sizeof aik);
     pl_e2e_self self2;
-    assert_int_equal(pl_e2e_self_create(&self2, &aik, ub.id, ub2.device, 1234), 0);
     pl_prekey spk;
-    assert_int_equal(pl_prekey_generate(&spk, 7), 0);
-    unsigned char sig[64];
-    assert_int_equal(pl_spk_sign(sig, &aik, ub.id, ub2.device, spk.id, spk.kp.pk), 0);
-    char dc[400], pub[64], sg[100];
-    b64url(dc, sizeof dc, self2.dcert, self2.dcert_len);
-    b64url(pub, sizeof pub, spk.kp.pk, 32);
-    b64url(sg, sizeof sg, sig, 64);
-    int status;
-    json_t *r = NULL;
-    assert_int_equal(thttp_reqp(srv.port, "PUT", "/v1/keys/bundle", ub2.token, &status, &r,
-                                "{s:s, s:{s:i, s:s, s:s}}", "dcert", dc, "spk", "id", 7, "pub", pub,
-                                "sig", sg),
-                     0);
-    json_decref(r);
-    assert_int_equal(status, 200);
+    e2e_publish_by_hand(srv.port, &aik, ub.id, &ub2, &self2, &spk);
 
     /* a comes back: refused once as stale, rebuilt, accepted */
     tcl_open(&a, "a", servers, 1, true);

@@ -77,10 +77,12 @@ static const route_info ROUTES[] = {
     {"GET /v1/keys/prekeys", true},
     {"POST /v1/keys/claim", true},
     {"GET /v1/users/{}/devices", true},
+    {"PUT /v1/keys/link/{}", true},
+    {"GET /v1/keys/link/{}", true},
 };
 #define N_ROUTES ((int)(sizeof ROUTES / sizeof ROUTES[0]))
 /* Counted by hand in router.c's routes[] table. Keep in sync (see the top of this file). */
-#define ROUTES_IN_ROUTER_C 31
+#define ROUTES_IN_ROUTER_C 33
 
 /* WebSocket frames that name a conversation, a message or an inbox position. */
 static const char *const WS_FRAMES[] = {"send",   "read",  "typing", "edit",
@@ -92,17 +94,13 @@ static const char *const WS_FRAMES[] = {"send",   "read",  "typing", "edit",
 static int setup(void **state)
 {
     (void)state;
-    return tsrv_start(&srv, NULL, "--pwhash", "min") == 0 ? 0 : -1;
+    return tsrv_up(&srv);
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    t_after_test();
-    int rc = tsrv_stop(&srv);
-    tsrv_cleanup(&srv);
-    assert_int_equal(rc, 0);
-    return 0;
+    return tsrv_down(&srv);
 }
 
 /* Formatted strings that live until pool_free (paths, bodies, tokens of the cases). */
@@ -702,6 +700,15 @@ static bool run_case(int i)
 
 /* The representative request of a route in the 401 sweep: what an attacker would like to do,
  * aimed at real objects (the owner's group and devices, real contacts and blocks). */
+/* A device-link id (16 zero bytes) and an envelope for device `to` (sizes as the server wants). */
+#define LINK_ID "AAAAAAAAAAAAAAAAAAAAAA"
+static const char *link_body(const char *to)
+{
+    return sf("{\"to\":\"%s\",\"eph\":\"%.43s\",\"nonce\":\"%.32s\",\"c\":\"%.23s\"}", to,
+              "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+              "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+}
+
 static rcase probe_for(const char *route)
 {
     const char *rename = "{\"name\":\"pwned\"}";
@@ -764,6 +771,11 @@ static rcase probe_for(const char *route)
                     W.p1.device); /* would take one of p1's OPKs */
     } else if (!strcmp(route, "GET /v1/users/{}/devices")) {
         c.a1 = W.o.id;
+    } else if (!strcmp(route, "PUT /v1/keys/link/{}")) {
+        c.a1 = LINK_ID;
+        c.body = link_body(W.o.device); /* would leave an envelope for the owner's device */
+    } else if (!strcmp(route, "GET /v1/keys/link/{}")) {
+        c.a1 = LINK_ID;
     } else {
         t_note("no probe for %s: add one to probe_for()", route);
         fail();
@@ -1252,6 +1264,38 @@ static void wrong_user_cases(void)
                 .body = bundle_body(W.x.id, W.x.device, W.x.id, W.x.device, &W.k_x, &W.k_o, 1),
                 .status = 400,
                 .code = "invalid_signature"});
+    add((rcase){.route = "PUT /v1/keys/link/{}",
+                .what = "the outsider leaves a link envelope for p1's device",
+                .token = W.x.token,
+                .a1 = LINK_ID,
+                .body = link_body(W.p1b.device),
+                .status = 404,
+                .code = "no_such_device"});
+    add((rcase){.route = "PUT /v1/keys/link/{}",
+                .what = "p1 leaves a link envelope for its second device",
+                .token = W.p1.token,
+                .a1 = LINK_ID,
+                .body = link_body(W.p1b.device),
+                .status = 204});
+    add((rcase){.route = "PUT /v1/keys/link/{}",
+                .what = "the outsider reuses p1's link id for its own device: refused",
+                .token = W.x.token,
+                .a1 = LINK_ID,
+                .body = link_body(W.x.device),
+                .status = 400,
+                .code = "invalid_request"});
+    add((rcase){.route = "GET /v1/keys/link/{}",
+                .what = "the outsider reads p1's link envelope",
+                .token = W.x.token,
+                .a1 = LINK_ID,
+                .status = 404,
+                .code = "not_found"});
+    add((rcase){.route = "GET /v1/keys/link/{}",
+                .what = "p1's first device reads the envelope meant for its second device",
+                .token = W.p1.token,
+                .a1 = LINK_ID,
+                .status = 404,
+                .code = "not_found"});
     add((rcase){.route = "POST /v1/keys/prekeys",
                 .what = "p1's second device (no bundle) uploads OPKs: not into p1's first device",
                 .token = W.p1b.token,

@@ -365,6 +365,10 @@ uint32_t pl_sk_sender_iteration(const pl_sk_sender *st);
 bool pl_sk_sender_sent_to_has(const pl_sk_sender *st, const char *user, const char *device);
 int pl_sk_sender_sent_to_add(pl_sk_sender *st, const char *user, const char *device);
 int pl_sk_sender_sent_to_remove(pl_sk_sender *st, const char *user, const char *device);
+/* The i-th device of sent_to (0 <= i < count); the strings belong to st. */
+size_t pl_sk_sender_sent_to_count(const pl_sk_sender *st);
+int pl_sk_sender_sent_to_at(const pl_sk_sender *st, size_t i, const char **user,
+                            const char **device);
 size_t pl_sk_sender_serialized_size(const pl_sk_sender *st);
 int pl_sk_sender_serialize(const pl_sk_sender *st, unsigned char *out, size_t cap, size_t *outlen);
 int pl_sk_sender_deserialize(pl_sk_sender **out, const unsigned char *in, size_t len);

@@ -240,6 +240,21 @@ int pl_sk_sender_sent_to_add(pl_sk_sender *st, const char *user, const char *dev
     return 0;
 }
 
+size_t pl_sk_sender_sent_to_count(const pl_sk_sender *st)
+{
+    return st ? st->sent_to.n : 0;
+}
+
+int pl_sk_sender_sent_to_at(const pl_sk_sender *st, size_t i, const char **user,
+                            const char **device)
+{
+    if (st == NULL || i >= st->sent_to.n || user == NULL || device == NULL) return PL_E2E_EINVAL;
+    const sent_entry *e = pl__vec_at(&st->sent_to, i);
+    *user = e->user;
+    *device = e->device;
+    return 0;
+}
+
 int pl_sk_sender_sent_to_remove(pl_sk_sender *st, const char *user, const char *device)
 {
     if (st == NULL || user == NULL || device == NULL) return PL_E2E_EINVAL;

@@ -95,6 +95,8 @@ void h_keys_bundle_put(api_req *r, store_t *st);
 void h_keys_prekeys_post(api_req *r, store_t *st);
 void h_keys_prekeys_get(api_req *r, store_t *st);
 void h_keys_claim(api_req *r, store_t *st);
+void h_keys_link_put(api_req *r, store_t *st);
+void h_keys_link_get(api_req *r, store_t *st);
 void h_user_devices(api_req *r, store_t *st);
 void h_keys_device_delete(api_req *r, store_t *st);
 void h_keys_session_delete(api_req *r, store_t *st);

@@ -151,20 +151,44 @@ void h_group_patch(api_req *r, store_t *st)
 {
     st_conv c;
     st_member me;
-    if (!r->in) return api_error(r, 400, "invalid_json", "Send {name?, avatar?} as a JSON object.");
+    if (!r->in)
+        return api_error(r, 400, "invalid_json", "Send {name?, avatar?, e2e?} as a JSON object.");
     if (!load(r, st, &c, &me)) return;
     if (rank(me.role) < 2)
         return api_error(r, 403, "forbidden", "Only the owner and admins can change the group.");
     json_t *name = json_object_get(r->in, "name"), *avatar = json_object_get(r->in, "avatar");
-    if (!name && !avatar) return api_error(r, 400, "invalid_request", "Send name or avatar.");
+    json_t *e2e = json_object_get(r->in, "e2e");
+    if (!name && !avatar && !e2e)
+        return api_error(r, 400, "invalid_request", "Send name, avatar or e2e.");
+    if (e2e && !json_is_true(e2e)) {
+        if (!json_is_false(e2e))
+            return api_error(r, 400, "invalid_request", "e2e must be true or false.");
+        if (c.e2e)
+            return api_error(r, 409, "conversation_encrypted",
+                             "End-to-end encryption cannot be turned off in a group.");
+        e2e = NULL; /* false on a plain group: nothing to change */
+        if (!name && !avatar) {
+            json_t *g = group_json(st, &c);
+            if (g) api_ok(r, 200, g);
+            return;
+        }
+    }
+    bool turn_on = e2e && !c.e2e;
     if (name && field_display_name(name, c.name))
         return api_error(r, 400, "invalid_request", "name must be 1 to 64 characters.");
     const char *bad = avatar ? field_avatar(avatar, c.avatar) : NULL;
     if (bad) return api_error(r, 400, "invalid_request", bad);
-    if (store_group_update(st, &c) != ST_OK) return;
+    if ((name || avatar) && store_group_update(st, &c) != ST_OK) return;
+    if (turn_on && store_group_set_e2e(st, c.id) != ST_OK) return;
+    if (!name && !avatar && !turn_on) { /* e2e again on an encrypted group: nothing changes */
+        json_t *g = group_json(st, &c);
+        if (g) api_ok(r, 200, g);
+        return;
+    }
     json_t *ev = json_pack("{s:s}", "event", "changed");
     if (name) json_object_set_new(ev, "name", json_string(c.name));
     if (avatar) json_object_set_new(ev, "avatar", json_string(c.avatar));
+    if (turn_on) json_object_set_new(ev, "e2e", json_true());
     if (system_msg(r, st, c.id, ev) != ST_OK) return;
     store_conv_get(st, c.id, &c);
     json_t *g = group_json(st, &c);

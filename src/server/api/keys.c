@@ -436,3 +436,98 @@ void h_keys_session_delete(api_req *r, store_t *st)
     h_sessions_delete(r, st);
     if (r->status == 204) devices_changed(r);
 }
+
+/* ---- device linking (E2E.md §10) ---- */
+
+#define LINK_TTL_MS   (10 * 60 * 1000)
+#define LINK_C_MAX    65536 /* the sealed payload */
+#define LINK_C_MIN    17    /* at least one byte and the 16-byte tag */
+#define LINK_ID_BYTES 16
+
+/* The {link_id} path segment: 16 bytes in base64url without padding (22 characters). */
+static bool link_id_in(const char *s, uint8_t out[LINK_ID_BYTES])
+{
+    size_t got = 0;
+    const char *end = NULL;
+    return strlen(s) == 22 &&
+           sodium_base642bin(out, LINK_ID_BYTES, s, 22, NULL, &got, &end, B64_VARIANT) == 0 &&
+           got == LINK_ID_BYTES && *end == 0;
+}
+
+void h_keys_link_put(api_req *r, store_t *st)
+{
+    st_link l = {0};
+    if (!link_id_in(r->param, l.link_id))
+        return api_error(r, 404, "not_found",
+                         "A link id is 16 bytes in base64url (22 characters).");
+    if (!r->in) return api_error(r, 400, "invalid_json", "Send {to, eph, nonce, c}.");
+    const char *to = json_string_value(json_object_get(r->in, "to"));
+    if (!to || !id_valid(to, "d_"))
+        return api_error(r, 400, "invalid_request", "to must be a device id (d_...).");
+    if (!x25519_in(json_object_get(r->in, "eph"), l.eph) ||
+        b64_in(json_object_get(r->in, "nonce"), l.nonce, sizeof l.nonce, sizeof l.nonce) !=
+            (long)sizeof l.nonce)
+        return api_error(r, 400, "invalid_request",
+                         "eph must be an X25519 public key (32 bytes) and nonce 24 bytes, both "
+                         "in base64url without padding.");
+    l.c = malloc(LINK_C_MAX);
+    if (!l.c) abort();
+    long n = b64_in(json_object_get(r->in, "c"), l.c, LINK_C_MIN, LINK_C_MAX);
+    if (n < 0) {
+        free(l.c);
+        return api_error(r, 400, "invalid_request",
+                         "c must be 17 to 65536 bytes in base64url without padding.");
+    }
+    l.c_len = (size_t)n;
+    st_device d;
+    int rc = store_device_get(st, to, &d);
+    if (rc == ST_OK && strcmp(d.user_id, r->user) != 0) rc = ST_NOTFOUND;
+    if (rc == ST_OK && strcmp(to, r->dev) == 0) {
+        free(l.c);
+        return api_error(r, 400, "invalid_request", "A device cannot link itself.");
+    }
+    if (rc == ST_NOTFOUND) {
+        free(l.c);
+        return api_error(r, 404, "no_such_device", "to names no device of this account.");
+    }
+    if (rc != ST_OK) {
+        free(l.c);
+        return;
+    }
+    snprintf(l.user, sizeof l.user, "%s", r->user);
+    snprintf(l.to_dev, sizeof l.to_dev, "%s", to);
+    int64_t now = now_ms();
+    l.created_at = now;
+    rc = store_key_link_put(st, &l, now - LINK_TTL_MS);
+    free(l.c);
+    if (rc == ST_CONFLICT)
+        return api_error(r, 409, "link_exists", "This link id is taken: start the link again.");
+    if (rc == ST_NOTFOUND)
+        return api_error(r, 404, "no_such_device", "to names no device of this account.");
+    if (rc != ST_OK) return;
+    r->status = 204;
+}
+
+void h_keys_link_get(api_req *r, store_t *st)
+{
+    uint8_t id[LINK_ID_BYTES];
+    if (!link_id_in(r->param, id))
+        return api_error(r, 404, "not_found", "There is no link envelope for this device here.");
+    st_link l;
+    int rc = store_key_link_take(st, id, r->user, r->dev, now_ms() - LINK_TTL_MS, &l);
+    if (rc == ST_NOTFOUND)
+        return api_error(r, 404, "not_found", "There is no link envelope for this device here.");
+    if (rc != ST_OK) return;
+    char *c64 = malloc(sodium_base64_ENCODED_LEN(l.c_len, B64_VARIANT));
+    if (!c64) abort();
+    sodium_bin2base64(c64, sodium_base64_ENCODED_LEN(l.c_len, B64_VARIANT), l.c, l.c_len,
+                      B64_VARIANT);
+    char eph[64], nonce[64];
+    sodium_bin2base64(eph, sizeof eph, l.eph, sizeof l.eph, B64_VARIANT);
+    sodium_bin2base64(nonce, sizeof nonce, l.nonce, sizeof l.nonce, B64_VARIANT);
+    api_ok(r, 200,
+           json_pack("{s:s, s:s, s:s, s:s, s:I}", "to", l.to_dev, "eph", eph, "nonce", nonce, "c",
+                     c64, "created_at", (json_int_t)l.created_at));
+    free(c64);
+    free(l.c);
+}

@@ -49,6 +49,8 @@ static const route routes[] = {
     {"GET", "/v1/keys/prekeys", h_keys_prekeys_get, true, false},
     {"POST", "/v1/keys/claim", h_keys_claim, true, true},
     {"GET", "/v1/users/{}/devices", h_user_devices, true, false},
+    {"PUT", "/v1/keys/link/{}", h_keys_link_put, true, false},
+    {"GET", "/v1/keys/link/{}", h_keys_link_get, true, false},
 };
 
 /* Does path match pattern? The {} segments are copied into params[0] and params[1]. */
