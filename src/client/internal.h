@@ -166,7 +166,7 @@ int pl__store_conv_forget_member(sqlite3 *db, const char *conv, const char *user
 void pl__store_user_label(sqlite3 *db, const char *me, const char *id, char *out, size_t cap);
 
 /* Calls fn for every conversation whose read marker moved since it was last sent, and records
- * it as sent (own transaction). */
+ * it as sent: in its own transaction, or in the caller's when one is open. */
 int pl__store_take_reads(sqlite3 *db, void (*fn)(void *ud, const char *conv, int64_t upto),
                          void *ud);
 
@@ -190,6 +190,10 @@ int pl__e2e_rebuild(pl_client *c, sqlite3 *db, const char *base, const char *tok
 void pl__e2e_on_system(sqlite3 *db, const char *conv, json_t *body);
 /* prekeys_low: generates and uploads 100 more OPKs (I/O thread, REST to base). */
 int pl__e2e_refill(pl_client *c, sqlite3 *db, const char *base, const char *token);
+/* The signed prekey check (I/O thread, after a sync and with each refill, outside its
+ * transaction; REST to base): a new SPK when the current one is 7 days old, an upload of one
+ * not published yet, and the deletion of SPKs replaced 30 days ago with their replay caches. */
+int pl__e2e_spk_check(pl_client *c, sqlite3 *db, const char *base, const char *token);
 
 /* ---- engine.c */
 void *pl__engine_main(void *arg);

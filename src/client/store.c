@@ -880,7 +880,9 @@ int pl__store_mark_read(sqlite3 *db, const char *conv)
 int pl__store_take_reads(sqlite3 *db, void (*fn)(void *ud, const char *conv, int64_t upto),
                          void *ud)
 {
-    if (pl__store_begin(db) != 0) return PL_ESTORE;
+    /* Called inside the engine's batch transaction too (after a sync): then it joins it. */
+    bool own = sqlite3_get_autocommit(db);
+    if (own && pl__store_begin(db) != 0) return PL_ESTORE;
     sqlite3_stmt *st = prep(db, "SELECT id, read_seq FROM convs WHERE read_seq > read_sent");
     int rc = SQLITE_ERROR;
     while (st && (rc = sqlite3_step(st)) == SQLITE_ROW)
@@ -888,10 +890,10 @@ int pl__store_take_reads(sqlite3 *db, void (*fn)(void *ud, const char *conv, int
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE || exec(db, "UPDATE convs SET read_sent = read_seq "
                                       "WHERE read_seq > read_sent") != 0) {
-        pl__store_rollback(db);
+        if (own) pl__store_rollback(db);
         return PL_ESTORE;
     }
-    return pl__store_commit(db);
+    return own ? pl__store_commit(db) : 0;
 }
 
 /* The markers and counts of one conversation, to tell what a merge changed. */

@@ -7,19 +7,7 @@
  *   - the peer read while we were offline: after the reconnect our store shows read. */
 #include "chelp.h"
 
-static tsrv srv;
-
-static int setup(void **state)
-{
-    (void)state;
-    return tsrv_up(&srv);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    return tsrv_down(&srv);
-}
+TSRV_FIXTURE(srv)
 
 /* ------------------------------------------------------------------------- helpers */
 
@@ -471,6 +459,48 @@ T_TEST(test_reconnect_applies_receipts)
     tcl_close(&b, false);
 }
 
+/* A conversation read while offline: the read marker reaches the server when the device is back
+ * online, and the peer sees it. */
+T_TEST(test_read_offline_sent_on_reconnect)
+{
+    tuser ua, ub;
+    assert_int_equal(tuser_new(srv.port, "oann", &ua), 201);
+    assert_int_equal(tuser_new(srv.port, "oben", &ub), 201);
+    tcl a, b;
+    tcl_open_user(&a, "a", srv.port, &ua);
+    tcl_open_user(&b, "b", srv.port, &ub);
+    assert_int_equal(pl_client_connect(a.c), 0);
+    assert_int_equal(pl_client_connect(b.c), 0);
+    for (int i = 0; i < 3; i++) assert_int_equal(pl_msg_send(a.c, ub.id, "read later", NULL), 0);
+    tcl *ta[] = {&a}, *tb[] = {&b};
+    assert_true(tcl_wait(ta, 1, acked3, &a, 10000));
+    assert_true(tcl_wait(tb, 1, got3, &b, 10000));
+
+    /* b goes offline and reads there */
+    pl_client_disconnect(b.c);
+    tcl_drain(&b);
+    char conv[PL_ID_MAX];
+    assert_int_equal(pl_conv_direct(b.c, ua.id, conv), 0);
+    assert_int_equal(pl_conv_mark_read(b.c, conv), 0);
+    t_sleep_ms(200);
+    int status;
+    json_t *resp = NULL;
+    assert_int_equal(thttp_req(srv.port, "GET", "/v1/convs", ua.token, NULL, &status, &resp), 0);
+    assert_true(tj_int(resp, "convs.0.peer_read_seq") < 3); /* not sent while offline */
+    json_decref(resp);
+
+    /* back online: the marker goes out after the sync and reaches a as a receipt */
+    assert_int_equal(pl_client_connect(b.c), 0);
+    bool read = tcl_wait(ta, 1, all_read, &a, 10000);
+    if (!read) t_note("a saw read up to %lld", (long long)a.read_upto);
+    assert_true(read);
+    assert_int_equal(thttp_req(srv.port, "GET", "/v1/convs", ua.token, NULL, &status, &resp), 0);
+    assert_int_equal(tj_int(resp, "convs.0.peer_read_seq"), 3);
+    json_decref(resp);
+    tcl_close(&a, false);
+    tcl_close(&b, false);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -478,6 +508,7 @@ int main(void)
         cmocka_unit_test(test_invite_accept_presence),
         cmocka_unit_test(test_typing),
         cmocka_unit_test(test_reconnect_applies_receipts),
+        cmocka_unit_test(test_read_offline_sent_on_reconnect),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
