@@ -13,10 +13,14 @@
  * (the group is encrypted), "dmap:<conv>" (the last D(conv), for sending offline),
  * "skrot:<group>" (a member left: a new sender state before the next send).
  * Parked group messages: "park:<group>:<user>:<device>:<seq>" (JSON {seq, cmid, g, at}).
- * Built: one session per peer device, TOFU pinning, OPK refill, fan-out to every device of the
- * peer and to this user's other devices, linking, Sender Keys with rotation, the
- * device_list_stale rebuild, parking of sender-key messages that arrive before their key. Not
- * built: SPK rotation, the SPK replay cache, Sesame's inactive sessions, RETRY.
+ * Signed prekeys: "spk" is the current one (made at the meta "e2e_spk_at"; "e2e_spk_unpublished"
+ * while parleyd does not have it yet), "spko:<id>" a replaced one kept 30 days (replaced at the
+ * meta "e2e_spko:<id>"), "spkrc:<id>" its replay cache (the ek_hash of each PREKEY_MSG without
+ * an OPK that made a session, 32 bytes each), deleted with it.
+ * Built: one session per peer device, TOFU pinning, OPK refill, SPK rotation after 7 days and the
+ * SPK replay cache, fan-out to every device of the peer and to this user's other devices,
+ * linking, Sender Keys with rotation, the device_list_stale rebuild, parking of sender-key
+ * messages that arrive before their key. Not built: Sesame's inactive sessions, RETRY.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -282,20 +286,28 @@ static int opks_make(sqlite3 *db, const char *sp, pl_prekey *opks, size_t n)
     return pl__meta_set_int(db, "e2e_next_opk", first + (int64_t)n) ? PL_ESTORE : 0;
 }
 
-/* Publishes this device's bundle (PUT /v1/keys/bundle) with opks (n may be 0) and records it. */
-static int bundle_publish(pl_client *c, const pl_sign_pair *aik, const pl_e2e_self *self,
-                          const pl_prekey *spk, const pl_prekey *opks, size_t n)
+/* The body of PUT /v1/keys/bundle: the DCERT, the SPK signed with aik, opks (n may be 0). */
+static json_t *bundle_body(const pl_sign_pair *aik, const pl_e2e_self *self, const pl_prekey *spk,
+                           const pl_prekey *opks, size_t n)
 {
     unsigned char sig[64];
-    if (pl_spk_sign(sig, aik, c->sess.user, c->sess.device, spk->id, spk->kp.pk) != 0)
-        return pl__fail(c, PL_EINVAL, "the signed prekey could not be signed");
+    if (pl_spk_sign(sig, aik, self->user, self->device, spk->id, spk->kp.pk) != 0) return NULL;
     char dc[PL_DCERT_MAX * 2], sp_pub[64], sp_sig[100];
     b64(dc, sizeof dc, self->dcert, self->dcert_len);
     b64(sp_pub, sizeof sp_pub, spk->kp.pk, 32);
     b64(sp_sig, sizeof sp_sig, sig, 64);
     json_t *body = json_pack("{s:s, s:{s:I, s:s, s:s}}", "dcert", dc, "spk", "id",
                              (json_int_t)spk->id, "pub", sp_pub, "sig", sp_sig);
-    if (n > 0) json_object_set_new(body, "opks", opks_json(opks, n));
+    if (body && n > 0) json_object_set_new(body, "opks", opks_json(opks, n));
+    return body;
+}
+
+/* Publishes this device's bundle (PUT /v1/keys/bundle) with opks (n may be 0) and records it. */
+static int bundle_publish(pl_client *c, const pl_sign_pair *aik, const pl_e2e_self *self,
+                          const pl_prekey *spk, const pl_prekey *opks, size_t n)
+{
+    json_t *body = bundle_body(aik, self, spk, opks, n);
+    if (!body) return pl__fail(c, PL_EINVAL, "the signed prekey could not be signed");
     long status = 0;
     json_t *resp = NULL;
     int err = pl__rest(c, "PUT", "/v1/keys/bundle", c->token, body, &status, &resp);
@@ -332,7 +344,9 @@ static int device_keys_create(pl_client *c, const pl_sign_pair *aik, const link_
         if (kput(c->db, sp, "aik", aik, sizeof *aik) ||
             kput(c->db, sp, "dik", &self.dik, sizeof self.dik) ||
             kput(c->db, sp, "dcert", self.dcert, self.dcert_len) ||
-            kput(c->db, sp, "spk", &spk, sizeof spk) || opks_make(c->db, sp, opks, N_OPKS))
+            kput(c->db, sp, "spk", &spk, sizeof spk) ||
+            pl__meta_set_int(c->db, "e2e_spk_at", now_ms()) != 0 ||
+            opks_make(c->db, sp, opks, N_OPKS))
             err = PL_ESTORE;
         for (size_t i = 0; !err && i < npins; i++)
             if (pin_put(c->db, sp, pins[i].user, &pins[i].p) != 0) err = PL_ESTORE;
@@ -443,6 +457,204 @@ int pl__e2e_refill(pl_client *c, sqlite3 *db, const char *base, const char *toke
     sodium_memzero(opks, N_OPKS * sizeof *opks);
     free(opks);
     return err;
+}
+
+/* ------------------------------------------------------------------ signed prekey rotation */
+
+#define SPK_ROTATE_MS (7LL * 24 * 3600 * 1000)  /* a new SPK after 7 days */
+#define SPK_KEEP_MS   (30LL * 24 * 3600 * 1000) /* a replaced one is kept 30 days */
+
+static const char SPKO_META[] = "e2e_spko:";
+
+/* The private key of the SPK with this id: the current one, or one replaced less than
+ * SPK_KEEP_MS ago. PL_ENOTFOUND otherwise. */
+static int spk_find(sqlite3 *db, const char *sp, uint32_t id, pl_prekey *out)
+{
+    if (kget_fixed(db, sp, "spk", out, sizeof *out) == 0 && out->id == id) return 0;
+    char name[32], key[32];
+    snprintf(name, sizeof name, "spko:%u", (unsigned)id);
+    snprintf(key, sizeof key, "%s%u", SPKO_META, (unsigned)id);
+    int64_t at = pl__meta_get_int(db, key);
+    int err = at > 0 && now_ms() - at < SPK_KEEP_MS ? kget_fixed(db, sp, name, out, sizeof *out)
+                                                    : PL_ENOTFOUND;
+    if (!err && out->id != id) err = PL_ESTORE;
+    if (err) sodium_memzero(out, sizeof *out);
+    return err;
+}
+
+/* The replay cache of SPK spk_id (E2E.md §5): "spkrc:<id>" holds the ek_hash values of the
+ * PREKEY_MSGs without an OPK that made a session, 32 bytes each. Empty when absent. */
+static int replay_load(sqlite3 *db, const char *sp, uint32_t spk_id, pl_replay_cache *rc)
+{
+    *rc = (pl_replay_cache){0};
+    char name[32];
+    snprintf(name, sizeof name, "spkrc:%u", (unsigned)spk_id);
+    unsigned char *p;
+    size_t n;
+    int err = kget(db, sp, name, &p, &n);
+    if (err == PL_ENOTFOUND) return 0;
+    if (err) return err;
+    if (n % 32 != 0) err = PL_ESTORE;
+    for (size_t i = 0; !err && i < n; i += 32)
+        if (pl_replay_cache_add(rc, p + i) != 0) err = PL_ENOMEM;
+    kfree(p, n);
+    if (err) pl_replay_cache_free(rc);
+    return err;
+}
+
+/* Adds h to the cache and stores it (inside the caller's transaction). */
+static int replay_add(sqlite3 *db, const char *sp, uint32_t spk_id, pl_replay_cache *rc,
+                      const unsigned char h[32])
+{
+    char name[32];
+    snprintf(name, sizeof name, "spkrc:%u", (unsigned)spk_id);
+    if (pl_replay_cache_add(rc, h) != 0) return PL_ENOMEM;
+    return kput(db, sp, name, rc->h, rc->n * 32);
+}
+
+/* PUT /v1/keys/bundle with the stored DCERT and SPK (no OPKs), to base (NULL: the client's
+ * servers in turn); then the SPK counts as published. */
+static int spk_publish(pl_client *c, sqlite3 *db, const char *base, const char *token)
+{
+    const char *sp = c->store_path;
+    pl_sign_pair aik;
+    pl_e2e_self self;
+    pl_prekey spk;
+    bool have_self = false;
+    json_t *body = NULL;
+    int err = kget_fixed(db, sp, "aik", &aik, sizeof aik);
+    if (!err) err = self_load(db, sp, &self);
+    if (!err) {
+        have_self = true;
+        err = kget_fixed(db, sp, "spk", &spk, sizeof spk);
+    }
+    if (!err && !(body = bundle_body(&aik, &self, &spk, NULL, 0))) err = PL_ENOMEM;
+    if (!err) {
+        long status = 0;
+        json_t *resp = NULL;
+        err = base ? pl__rest_at(c, base, "PUT", "/v1/keys/bundle", token, body, &status, &resp)
+                   : pl__rest(c, "PUT", "/v1/keys/bundle", token, body, &status, &resp);
+        json_decref(resp);
+    }
+    json_decref(body);
+    if (!err && pl__meta_set_int(db, "e2e_spk_unpublished", 0) != 0) err = PL_ESTORE;
+    sodium_memzero(&aik, sizeof aik);
+    sodium_memzero(&spk, sizeof spk);
+    if (have_self) pl_e2e_self_wipe(&self);
+    return err;
+}
+
+/* Replaces the SPK: a new pair with the next id becomes "spk", the old one is kept as
+ * "spko:<id>" with the time it was replaced in the meta "e2e_spko:<id>", in one transaction;
+ * then the new one is published. If that fails it stays marked unpublished (the meta
+ * "e2e_spk_unpublished") and goes up at the next check. */
+static int spk_rotate(pl_client *c, sqlite3 *db, const char *base, const char *token)
+{
+    const char *sp = c->store_path;
+    pl_prekey cur, next;
+    int err = kget_fixed(db, sp, "spk", &cur, sizeof cur);
+    if (err) return err;
+    uint32_t id = cur.id + 1 >= PL_OPK_NONE ? 1 : cur.id + 1;
+    int64_t now = now_ms();
+    if (pl_prekey_generate(&next, id) != 0) err = PL_ENOMEM;
+    if (!err && pl__store_begin(db) != 0) err = PL_ESTORE;
+    if (!err) {
+        char name[32], key[32];
+        snprintf(name, sizeof name, "spko:%u", (unsigned)cur.id);
+        snprintf(key, sizeof key, "%s%u", SPKO_META, (unsigned)cur.id);
+        if (kput(db, sp, name, &cur, sizeof cur) || pl__meta_set_int(db, key, now) ||
+            kput(db, sp, "spk", &next, sizeof next) || pl__meta_set_int(db, "e2e_spk_at", now) ||
+            pl__meta_set_int(db, "e2e_spk_unpublished", 1))
+            err = PL_ESTORE;
+        if (err || pl__store_commit(db) != 0) {
+            pl__store_rollback(db);
+            err = PL_ESTORE;
+        }
+    }
+    sodium_memzero(&cur, sizeof cur);
+    sodium_memzero(&next, sizeof next);
+    return err ? err : spk_publish(c, db, base, token);
+}
+
+/* Deletes the SPKs replaced SPK_KEEP_MS ago or more with their replay caches (up to 64 at a
+ * time; the rest at the next check), in one transaction. */
+static int spk_sweep(sqlite3 *db, int64_t now)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT key, value FROM meta WHERE substr(key, 1, ?) = ?", -1, &st,
+                           NULL) != SQLITE_OK)
+        return PL_ESTORE;
+    sqlite3_bind_int(st, 1, (int)strlen(SPKO_META));
+    sqlite3_bind_text(st, 2, SPKO_META, -1, SQLITE_STATIC);
+    uint32_t ids[64];
+    size_t n = 0;
+    while (n < sizeof ids / sizeof ids[0] && sqlite3_step(st) == SQLITE_ROW) {
+        const char *key = (const char *)sqlite3_column_text(st, 0);
+        if (now - sqlite3_column_int64(st, 1) >= SPK_KEEP_MS)
+            ids[n++] = (uint32_t)strtoul(key + strlen(SPKO_META), NULL, 10);
+    }
+    sqlite3_finalize(st);
+    if (n == 0) return 0;
+    int err = pl__store_begin(db) != 0 ? PL_ESTORE : 0;
+    for (size_t i = 0; !err && i < n; i++) {
+        char name[32], rc[32], key[32];
+        snprintf(name, sizeof name, "spko:%u", (unsigned)ids[i]);
+        snprintf(rc, sizeof rc, "spkrc:%u", (unsigned)ids[i]);
+        snprintf(key, sizeof key, "%s%u", SPKO_META, (unsigned)ids[i]);
+        if (kdel(db, name) || kdel(db, rc) ||
+            sqlite3_prepare_v2(db, "DELETE FROM meta WHERE key = ?", -1, &st, NULL) != SQLITE_OK) {
+            err = PL_ESTORE;
+            break;
+        }
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE) err = PL_ESTORE;
+        sqlite3_finalize(st);
+    }
+    if (err || pl__store_commit(db) != 0) {
+        pl__store_rollback(db);
+        err = PL_ESTORE;
+    }
+    return err;
+}
+
+int pl__e2e_spk_check(pl_client *c, sqlite3 *db, const char *base, const char *token)
+{
+    const char *sp = c->store_path;
+    unsigned char *pub;
+    size_t pn;
+    int err = kget(db, sp, "published", &pub, &pn);
+    if (err) return err == PL_ENOTFOUND ? 0 : err; /* no keys here: pl_e2e_enable's part */
+    kfree(pub, pn);
+    int64_t now = now_ms(), at = pl__meta_get_int(db, "e2e_spk_at");
+    int swept = spk_sweep(db, now);
+    if (at <= 0) /* kept from before rotation was recorded: it counts from now */
+        err = pl__meta_set_int(db, "e2e_spk_at", now) ? PL_ESTORE : 0;
+    else if (now - at >= SPK_ROTATE_MS)
+        err = spk_rotate(c, db, base, token);
+    else if (pl__meta_get_int(db, "e2e_spk_unpublished") == 1)
+        err = spk_publish(c, db, base, token);
+    return err ? err : swept;
+}
+
+int pl_e2e_rotate_spk(pl_client *c)
+{
+    if (!c->token) return pl__fail(c, PL_ENOSESSION, NULL);
+    if (pl_e2e_init() != 0) return pl__fail(c, PL_ENOMEM, "the crypto library failed");
+    unsigned char *pub;
+    size_t pn;
+    int err = kget(c->db, c->store_path, "published", &pub, &pn);
+    if (err == PL_ENOTFOUND)
+        return pl__fail(c, PL_ESTATE, "this device has no published end-to-end keys");
+    if (err) return pl__fail(c, err, NULL);
+    kfree(pub, pn);
+    c->errmsg[0] = 0;
+    if (spk_sweep(c->db, now_ms()) != 0)
+        return pl__fail(c, PL_ESTORE, "old signed prekeys could not be deleted");
+    err = spk_rotate(c, c->db, NULL, c->token);
+    if (err) /* a REST error is recorded already */
+        return c->errmsg[0] ? err : pl__fail(c, err, "the signed prekey could not be replaced");
+    c->errmsg[0] = 0;
+    return 0;
 }
 
 /* ------------------------------------------------------------------------------- linking */
@@ -1677,28 +1889,34 @@ static int pairwise_decrypt(pl_client *c, sqlite3 *db, const pl_e2e_self *self, 
             memcpy(p.aik, pm.aik, 32);
         }
         pl_prekey spk, opk;
-        bool have_spk = kget_fixed(db, sp, "spk", &spk, sizeof spk) == 0 && spk.id == pm.spk_id;
+        bool have_spk = spk_find(db, sp, pm.spk_id, &spk) == 0;
         char oname[32];
         snprintf(oname, sizeof oname, "opk:%u", (unsigned)pm.opk_id);
-        bool have_opk =
-            pm.opk_id != PL_OPK_NONE && kget_fixed(db, sp, oname, &opk, sizeof opk) == 0;
+        bool no_opk = pm.opk_id == PL_OPK_NONE;
+        bool have_opk = !no_opk && kget_fixed(db, sp, oname, &opk, sizeof opk) == 0;
+        /* without an OPK the message could be replayed: that SPK's replay cache decides */
+        pl_replay_cache rc = {0};
+        if (have_spk && no_opk && replay_load(db, sp, pm.spk_id, &rc) != 0) r = PL_E2E_ESTATE;
         pl_respond_keys k = {.pinned_aik = p.aik,
                              .from_user = from,
                              .from_dev = dev,
                              .spk = have_spk ? &spk : NULL,
-                             .opk = have_opk ? &opk : NULL};
+                             .opk = have_opk ? &opk : NULL,
+                             .replay = &rc};
         pl_e2e_session *ns = NULL;
-        r = pl_x3dh_respond(&ns, self, &k, ct, len, (uint64_t)now_ms(), o);
+        if (r == 0) r = pl_x3dh_respond(&ns, self, &k, ct, len, (uint64_t)now_ms(), o);
         sodium_memzero(&spk, sizeof spk);
         sodium_memzero(&opk, sizeof opk);
         if (r == 0) {
             pl_e2e_session_free(*s);
             *s = ns;
+            if (no_opk && replay_add(db, sp, pm.spk_id, &rc, pm.ek_hash) != 0) r = PL_E2E_ENOMEM;
             if (have_opk) kdel(db, oname);
             if (!own && pin_put(db, sp, from, &p) != 0) r = PL_E2E_ENOMEM;
         } else {
             *changed_aik = false;
         }
+        pl_replay_cache_free(&rc);
     } else if (r == 0 && (type == PL_WIRE_PREKEY || type == PL_WIRE_MSG)) {
         r = have ? pl_e2e_session_decrypt(*s, ct, len, (uint64_t)now_ms(), o) : PL_E2E_ENOKEY;
     } else if (r == 0) {

@@ -96,6 +96,7 @@ typedef struct io {
 
     bool want_convs;            /* fetch GET /v1/convs once the read batch is committed */
     bool want_opks;             /* prekeys_low came: upload more OPKs after the batch */
+    bool want_spk;              /* check the signed prekey's age after the batch */
     int64_t stale_id[WINDOW];   /* e2e rows refused with device_list_stale, to rebuild */
     json_t *stale_devs[WINDOW]; /* and the server's device lists */
     int nstale;
@@ -619,6 +620,7 @@ static void on_synced(io *s, json_t *f)
         send_reads(s);
         send_presence(s);
         s->want_convs = true; /* receipts are not replayed: read the markers from the list */
+        s->want_spk = true;
     }
 }
 
@@ -704,7 +706,7 @@ static void on_event_frame(io *s, json_t *f)
 {
     const char *e = json_string_value(json_object_get(f, "event"));
     const char *user = json_string_value(json_object_get(f, "user"));
-    if (e && strcmp(e, "prekeys_low") == 0) s->want_opks = true;
+    if (e && strcmp(e, "prekeys_low") == 0) s->want_opks = s->want_spk = true;
     if (!e || !user) return;
     pl_event ev = {.kind = PL_EV_CONTACT};
     if (strcmp(e, "contact_invited") == 0)
@@ -822,6 +824,11 @@ static void on_readable(io *s)
         s->want_opks = false;
         int err = pl__e2e_refill(s->c, s->db, s->url, s->token);
         if (err) pl__ev_error(s->c, err, "one-time prekeys could not be uploaded");
+    }
+    if (s->want_spk && s->phase == IO_LIVE) {
+        s->want_spk = false;
+        int err = pl__e2e_spk_check(s->c, s->db, s->url, s->token);
+        if (err) pl__ev_error(s->c, err, "the signed prekey could not be replaced");
     }
 }
 

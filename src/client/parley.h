@@ -456,6 +456,14 @@ int64_t pl_store_pos(pl_client *c);
  * of its devices) no new one is made: PL_ENOTLINKED, and this device cannot send or read
  * encrypted messages until it is linked (pl_link_begin / pl_link_approve / pl_link_finish). */
 int pl_e2e_enable(pl_client *c);
+/* Replaces this device's signed prekey now: a new X25519 pair with the next id, signed with the
+ * identity key and published (PUT /v1/keys/bundle); new peers get it from then on. The replaced
+ * private key stays in the store for 30 days, so messages from peers that fetched it before
+ * still decrypt, and is deleted after that (with the record of the messages it accepted). The
+ * client does this by itself when the current one is 7 days old (checked after each sync), so
+ * calling it is only needed to replace the key early. PL_ESTATE when this device has no
+ * published keys (pl_e2e_enable); a failed upload is retried at the next sync. */
+int pl_e2e_rotate_spk(pl_client *c);
 
 /* Linking a new device (E2E.md §10). On the new device, logged in: pl_link_begin makes a link
  * key pair and id, keeps them in the store and sets *code_out (malloc'd, the caller free()s it)
