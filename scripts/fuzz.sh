@@ -22,8 +22,9 @@ pkg_cflags=$(pkg-config --cflags $pkgs)
 pkg_libs=$(pkg-config --libs $pkgs)
 san="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 cflags="-std=c17 -D_GNU_SOURCE -g -O1 $san -Isrc $pkg_cflags"
-# The code under test: everything in src/common, the HTTP parser and the config reader.
-srcs="$(ls src/common/*.c) src/server/net/http.c src/server/config.c"
+# The code under test: everything in src/common, the HTTP parser, the config reader and the
+# end-to-end message formats of libparley.
+srcs="$(ls src/common/*.c src/client/e2e/*.c) src/server/net/http.c src/server/config.c"
 
 if [ $# -gt 0 ]; then
 	targets="$*"
