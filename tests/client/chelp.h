@@ -223,4 +223,45 @@ static inline void tcl_close(tcl *t, bool keep_store)
     tcl_rmdir(t->dir);
 }
 
+/* ---------------------------------------------------------------- messages a client holds */
+
+/* How many of t's messages contain text. */
+static inline int tcl_count_msgs(tcl *t, const char *text)
+{
+    int n = t->nmsgs < TCL_MAX_MSGS ? t->nmsgs : TCL_MAX_MSGS, k = 0;
+    for (int i = 0; i < n; i++)
+        if (t->msgs[i].text && strstr(t->msgs[i].text, text)) k++;
+    return k;
+}
+
+/* The first of t's messages that contains text, or NULL. */
+static inline const pl_msg *tcl_find_msg(tcl *t, const char *text)
+{
+    int n = t->nmsgs < TCL_MAX_MSGS ? t->nmsgs : TCL_MAX_MSGS;
+    for (int i = 0; i < n; i++)
+        if (t->msgs[i].text && strstr(t->msgs[i].text, text)) return &t->msgs[i];
+    return NULL;
+}
+
+typedef struct {
+    tcl *t;
+    const char *text;
+} tcl_want_msg;
+
+static inline bool tcl_has_msg(void *ud)
+{
+    tcl_want_msg *w = ud;
+    return tcl_find_msg(w->t, w->text) != NULL;
+}
+
+/* Waits up to 15 s for a message of t that contains text. */
+static inline void tcl_wait_msg(tcl *t, const char *text)
+{
+    tcl_want_msg w = {t, text};
+    tcl *ts[] = {t};
+    bool ok = tcl_wait(ts, 1, tcl_has_msg, &w, 15000);
+    if (!ok) t_note("[%s] no message with \"%s\" (%d messages)", t->label, text, t->nmsgs);
+    assert_true(ok);
+}
+
 #endif

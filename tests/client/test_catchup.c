@@ -2,19 +2,7 @@
  * pages, with none missing and none doubled, and acknowledges its position. */
 #include "chelp.h"
 
-static tsrv srv;
-
-static int setup(void **state)
-{
-    (void)state;
-    return tsrv_up(&srv);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    return tsrv_down(&srv);
-}
+TSRV_FIXTURE(srv)
 
 enum { N = 1000 };
 

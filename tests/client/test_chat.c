@@ -2,19 +2,7 @@
  * delivered once and in order, on both sides, and the stores agree with the events. */
 #include "chelp.h"
 
-static tsrv srv;
-
-static int setup(void **state)
-{
-    (void)state;
-    return tsrv_up(&srv);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    return tsrv_down(&srv);
-}
+TSRV_FIXTURE(srv)
 
 typedef struct {
     tcl *a, *b;

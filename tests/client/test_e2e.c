@@ -8,47 +8,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-static tsrv srv;
-
-static int setup(void **state)
-{
-    (void)state;
-    return tsrv_up(&srv);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    return tsrv_down(&srv);
-}
-
-typedef struct {
-    tcl *t;
-    const char *text; /* a MESSAGE whose text contains this */
-} want_msg;
-
-static const pl_msg *find_msg(tcl *t, const char *text)
-{
-    int n = t->nmsgs < TCL_MAX_MSGS ? t->nmsgs : TCL_MAX_MSGS;
-    for (int i = 0; i < n; i++)
-        if (t->msgs[i].text && strstr(t->msgs[i].text, text)) return &t->msgs[i];
-    return NULL;
-}
-
-static bool has_msg(void *ud)
-{
-    want_msg *w = ud;
-    return find_msg(w->t, w->text) != NULL;
-}
-
-static void wait_msg(tcl *t, const char *text)
-{
-    want_msg w = {t, text};
-    tcl *ts[] = {t};
-    bool ok = tcl_wait(ts, 1, has_msg, &w, 15000);
-    if (!ok) t_note("[%s] no message with \"%s\" (%d messages)", t->label, text, t->nmsgs);
-    assert_true(ok);
-}
+TSRV_FIXTURE(srv)
 
 static bool acked(void *ud)
 {
@@ -93,13 +53,13 @@ T_TEST(test_e2e_both_ways_offline_and_nothing_in_clear)
     assert_string_equal(out.text, t1);
     pl_msg_clear(&out);
     assert_true(pl_e2e_with(a.c, ub.id));
-    wait_msg(&b, t1);
-    assert_string_equal(find_msg(&b, t1)->from, ua.id);
+    tcl_wait_msg(&b, t1);
+    assert_string_equal(tcl_find_msg(&b, t1)->from, ua.id);
     assert_true(pl_e2e_with(b.c, ua.id));
 
     const char *t2 = "secret-bravo from b to a";
     assert_int_equal(pl_msg_send(b.c, ua.id, t2, NULL), 0);
-    wait_msg(&a, t2);
+    tcl_wait_msg(&a, t2);
 
     /* b goes offline; a sends two; b comes back and syncs them */
     tcl_close(&b, true);
@@ -114,11 +74,11 @@ T_TEST(test_e2e_both_ways_offline_and_nothing_in_clear)
     const char *servers[] = {tcl_url(url, sizeof url, srv.port)};
     tcl_open(&b, "b", servers, 1, true);
     assert_int_equal(pl_client_connect(b.c), 0);
-    wait_msg(&b, t3);
-    wait_msg(&b, t4);
+    tcl_wait_msg(&b, t3);
+    tcl_wait_msg(&b, t4);
     const char *t5 = "secret-echo b answers after sync";
     assert_int_equal(pl_msg_send(b.c, ua.id, t5, NULL), 0);
-    wait_msg(&a, t5);
+    tcl_wait_msg(&a, t5);
 
     /* the stores keep the plaintext history */
     pl_msg *h;
@@ -143,7 +103,7 @@ T_TEST(test_e2e_both_ways_offline_and_nothing_in_clear)
     assert_int_equal(pl_contact_verified(a.c, ub.id, &v), 0);
     assert_true(v);
     assert_int_equal(pl_msg_send(a.c, ub.id, "secret-foxtrot after verifying", NULL), 0);
-    wait_msg(&b, "secret-foxtrot");
+    tcl_wait_msg(&b, "secret-foxtrot");
 
     /* a is offline (no server reachable): the message is encrypted to the known session,
      * waits in the outbox and goes out when a connects again */
@@ -157,7 +117,7 @@ T_TEST(test_e2e_both_ways_offline_and_nothing_in_clear)
     tcl_close(&a, true);
     tcl_open(&a, "a", servers, 1, true);
     assert_int_equal(pl_client_connect(a.c), 0);
-    wait_msg(&b, "secret-hotel");
+    tcl_wait_msg(&b, "secret-hotel");
 
     /* the server kept none of the plaintexts, in its database or its log */
     tcl_close(&a, false);
@@ -186,7 +146,7 @@ T_TEST(test_e2e_garbage_ciphertext_is_visible)
     tcl a, b;
     open_pair(&a, &b, &ua, &ub);
     assert_int_equal(pl_msg_send(a.c, ub.id, "hello first", NULL), 0);
-    wait_msg(&b, "hello first");
+    tcl_wait_msg(&b, "hello first");
 
     /* a raw socket with a's token sends an e2e message whose ciphertext is garbage */
     tws *ws = tws_live(srv.port, &ua, "raw");
@@ -214,16 +174,16 @@ T_TEST(test_e2e_garbage_ciphertext_is_visible)
     json_decref(ack);
     tws_free(ws);
 
-    wait_msg(&b, "could not decrypt");
-    const pl_msg *m = find_msg(&b, "could not decrypt");
+    tcl_wait_msg(&b, "could not decrypt");
+    const pl_msg *m = tcl_find_msg(&b, "could not decrypt");
     assert_string_equal(m->kind, "undecryptable");
     assert_string_equal(m->from, ua.id);
 
     /* the session is not hurt: the next real message decrypts */
     assert_int_equal(pl_msg_send(a.c, ub.id, "hello after junk", NULL), 0);
-    wait_msg(&b, "hello after junk");
+    tcl_wait_msg(&b, "hello after junk");
     assert_int_equal(pl_msg_send(b.c, ua.id, "reply after junk", NULL), 0);
-    wait_msg(&a, "reply after junk");
+    tcl_wait_msg(&a, "reply after junk");
     tcl_close(&a, false);
     tcl_close(&b, false);
 }
@@ -281,7 +241,7 @@ T_TEST(test_e2e_identity_change)
     tcl a, b;
     open_pair(&a, &b, &ua, &ub);
     assert_int_equal(pl_msg_send(a.c, ub.id, "before the change", NULL), 0);
-    wait_msg(&b, "before the change");
+    tcl_wait_msg(&b, "before the change");
     char sn1[PL_SAFETY_NUMBER_LEN + 1], sn2[PL_SAFETY_NUMBER_LEN + 1];
     assert_int_equal(pl_safety_number_get(a.c, ub.id, sn1), 0);
 
@@ -292,7 +252,7 @@ T_TEST(test_e2e_identity_change)
     assert_int_equal(pl_msg_send(a.c, ub.id, "after an unverified change", NULL), 0);
     drain_identity(&a);
     assert_true(got_identity_event);
-    wait_msg(&b, "after an unverified change");
+    tcl_wait_msg(&b, "after an unverified change");
     assert_int_equal(pl_safety_number_get(a.c, ub.id, sn2), 0);
     assert_string_equal(sn1, sn2); /* the real key is pinned again */
 
@@ -308,9 +268,9 @@ T_TEST(test_e2e_identity_change)
     assert_false(v);
     assert_int_equal(pl_contact_set_verified(a.c, ub.id, true), 0);
     assert_int_equal(pl_msg_send(a.c, ub.id, "after verifying again", NULL), 0);
-    wait_msg(&b, "after verifying again");
+    tcl_wait_msg(&b, "after verifying again");
     assert_int_equal(pl_msg_send(b.c, ua.id, "b answers the new session", NULL), 0);
-    wait_msg(&a, "b answers the new session");
+    tcl_wait_msg(&a, "b answers the new session");
     tcl_close(&a, false);
     tcl_close(&b, false);
 }
@@ -325,7 +285,7 @@ T_TEST(test_e2e_device_list_stale)
     open_pair(&a, &b, &ua, &ub);
     assert_int_equal(pl_e2e_init(), 0);
     assert_int_equal(pl_msg_send(a.c, ub.id, "first, to one device", NULL), 0);
-    wait_msg(&b, "first, to one device");
+    tcl_wait_msg(&b, "first, to one device");
 
     /* a goes offline and queues a message for the devices it knows */
     tcl_close(&a, true);
@@ -347,7 +307,7 @@ T_TEST(test_e2e_device_list_stale)
     /* a comes back: refused once as stale, rebuilt, accepted */
     tcl_open(&a, "a", servers, 1, true);
     assert_int_equal(pl_client_connect(a.c), 0);
-    wait_msg(&b, "secret-india");
+    tcl_wait_msg(&b, "secret-india");
     tcl_drain(&a);
     assert_int_equal(a.nfailed, 0);
 

@@ -6,29 +6,9 @@
  * removal; and the server's database, WAL and log hold none of the plaintexts. */
 #include "e2ehelp.h"
 
-static tsrv srv;
-
-static int setup(void **state)
-{
-    (void)state;
-    return tsrv_up(&srv);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    return tsrv_down(&srv);
-}
+TSRV_FIXTURE(srv)
 
 /* MESSAGE events of t whose text contains s. */
-static int count_msgs(tcl *t, const char *s)
-{
-    int n = t->nmsgs < TCL_MAX_MSGS ? t->nmsgs : TCL_MAX_MSGS, k = 0;
-    for (int i = 0; i < n; i++)
-        if (t->msgs[i].text && strstr(t->msgs[i].text, s)) k++;
-    return k;
-}
-
 typedef struct {
     tcl **ts;
     int n;
@@ -39,7 +19,7 @@ static bool all_have(void *ud)
 {
     want_all *w = ud;
     for (int i = 0; i < w->n; i++)
-        if (count_msgs(w->ts[i], w->text) == 0) return false;
+        if (tcl_count_msgs(w->ts[i], w->text) == 0) return false;
     return true;
 }
 
@@ -49,7 +29,7 @@ static void wait_all(tcl **ts, int n, const char *text)
     want_all w = {ts, n, text};
     bool ok = tcl_wait(ts, n, all_have, &w, 20000);
     for (int i = 0; !ok && i < n; i++)
-        if (count_msgs(ts[i], text) == 0)
+        if (tcl_count_msgs(ts[i], text) == 0)
             t_note("[%s] no message with \"%s\" (%d messages)", ts[i]->label, text, ts[i]->nmsgs);
     assert_true(ok);
 }
@@ -178,13 +158,13 @@ T_TEST(test_e2e_two_devices_each)
     assert_int_equal(pl_conv_direct(a1.c, ub.id, conv), 0);
     for (int d = 0; d < 4; d++) {
         tcl_drain(all[d]);
-        assert_int_equal(count_msgs(all[d], "could not decrypt"), 0);
+        assert_int_equal(tcl_count_msgs(all[d], "could not decrypt"), 0);
         for (size_t i = 0; i < 6; i++) {
             if (in_history(all[d], conv, texts[i]) != 1)
                 t_note("[%s] \"%s\" held %d times", all[d]->label, texts[i],
                        in_history(all[d], conv, texts[i]));
             assert_int_equal(in_history(all[d], conv, texts[i]), 1);
-            assert_true(count_msgs(all[d], texts[i]) <= 1);
+            assert_true(tcl_count_msgs(all[d], texts[i]) <= 1);
         }
         assert_int_equal(all[d]->nfailed, 0);
     }
@@ -233,7 +213,7 @@ static void group_say(grp *g, int who, const char *text, int nrecv, const int *r
     tcl *ts[4];
     for (int i = 0; i < nrecv; i++) ts[i] = &g->t[recv[i]];
     wait_all(ts, nrecv, text);
-    for (int i = 0; i < nrecv; i++) assert_int_equal(count_msgs(ts[i], text), 1);
+    for (int i = 0; i < nrecv; i++) assert_int_equal(tcl_count_msgs(ts[i], text), 1);
 }
 
 T_TEST(test_e2e_group_sender_keys)
@@ -250,7 +230,7 @@ T_TEST(test_e2e_group_sender_keys)
         }
     for (int i = 0; i < 4; i++) {
         tcl_drain(&g.t[i]);
-        assert_int_equal(count_msgs(&g.t[i], "could not decrypt"), 0);
+        assert_int_equal(tcl_count_msgs(&g.t[i], "could not decrypt"), 0);
         assert_int_equal(g.t[i].nfailed, 0);
         for (int round = 0; round < 2; round++)
             for (int k = 0; k < 4; k++) {
@@ -301,8 +281,8 @@ T_TEST(test_e2e_group_removed_member)
     group_say(&g, 1, "secret-r4 also after", 2, (int[]){0, 2});
     t_sleep_ms(300);
     tcl_drain(&g.t[3]);
-    assert_int_equal(count_msgs(&g.t[3], "secret-r3"), 0);
-    assert_int_equal(count_msgs(&g.t[3], "secret-r4"), 0);
+    assert_int_equal(tcl_count_msgs(&g.t[3], "secret-r3"), 0);
+    assert_int_equal(tcl_count_msgs(&g.t[3], "secret-r4"), 0);
 
     /* the exact body sent after the removal (g0's outbox row, and the server's copy): no
      * pairwise entry for the removed user's device, a new distribution */
@@ -379,7 +359,7 @@ T_TEST(test_e2e_group_removed_member)
     free(wire);
     for (int i = 0; i < 3; i++) {
         tcl_drain(&g.t[i]);
-        assert_int_equal(count_msgs(&g.t[i], "could not decrypt"), 0);
+        assert_int_equal(tcl_count_msgs(&g.t[i], "could not decrypt"), 0);
         tcl_close(&g.t[i], false);
     }
     tcl_close(&g.t[3], false);

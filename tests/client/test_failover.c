@@ -2,19 +2,7 @@
  * goes away; a push wakes the engine. */
 #include "chelp.h"
 
-static tsrv srv;
-
-static int setup(void **state)
-{
-    (void)state;
-    return tsrv_up(&srv);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    return tsrv_down(&srv);
-}
+TSRV_FIXTURE(srv)
 
 static bool got_one(void *ud)
 {

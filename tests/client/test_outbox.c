@@ -2,19 +2,7 @@
  * across a restart of the application too) and go out once, in order, when it is back. */
 #include "chelp.h"
 
-static tsrv srv;
-
-static int setup(void **state)
-{
-    (void)state;
-    return tsrv_up(&srv);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    return tsrv_down(&srv);
-}
+TSRV_FIXTURE(srv)
 
 static bool is_offline(void *ud)
 {

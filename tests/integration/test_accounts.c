@@ -7,20 +7,8 @@
 
 #define PW "correct horse battery"
 
-static tsrv srv;
+TSRV_FIXTURE(srv)
 #define PORT (srv.port)
-
-static int setup(void **state)
-{
-    (void)state;
-    return tsrv_up(&srv);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    return tsrv_down(&srv);
-}
 
 /* GET with a token; returns the status and sets *resp. */
 static int get(const char *path, const char *token, json_t **resp)

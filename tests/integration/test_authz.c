@@ -30,7 +30,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-static tsrv srv;
+TSRV_FIXTURE(srv)
 #define PORT (srv.port)
 
 #define SECRET "s3cr3t-setting-value" /* in the owner's settings: must never reach another user */
@@ -90,18 +90,6 @@ static const char *const WS_FRAMES[] = {"send",   "read",  "typing", "edit",
 #define N_WS_FRAMES ((int)(sizeof WS_FRAMES / sizeof WS_FRAMES[0]))
 
 /* ---------------------------------------------------------------- server and small helpers */
-
-static int setup(void **state)
-{
-    (void)state;
-    return tsrv_up(&srv);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    return tsrv_down(&srv);
-}
 
 /* Formatted strings that live until pool_free (paths, bodies, tokens of the cases). */
 static char *pool[4096];

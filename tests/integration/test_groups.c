@@ -7,20 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static tsrv srv;
+TSRV_FIXTURE(srv)
 #define PORT (srv.port)
-
-static int setup(void **state)
-{
-    (void)state;
-    return tsrv_up(&srv);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    return tsrv_down(&srv);
-}
 
 /* The next frame of the given type, skipping presence, typing, receipt and event frames (they
  * arrive whenever fellow members come and go). NULL on timeout. */

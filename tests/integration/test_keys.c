@@ -12,20 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static tsrv srv;
+TSRV_FIXTURE(srv)
 #define PORT (srv.port)
-
-static int setup(void **state)
-{
-    (void)state;
-    return tsrv_up(&srv);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    return tsrv_down(&srv);
-}
 
 /* ---------------------------------------------------------------- keys and bodies */
 

@@ -5,20 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static tsrv srv;
+TSRV_FIXTURE(srv)
 #define PORT (srv.port)
-
-static int setup(void **state)
-{
-    (void)state;
-    return tsrv_up(&srv);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    return tsrv_down(&srv);
-}
 
 /* Checks an ack: exact keys, the id, the conversation; returns its seq. */
 static int64_t check_ack(json_t *ack, const char *conv, int64_t t0)

@@ -7,20 +7,8 @@
 
 #define N_OFFLINE 250
 
-static tsrv srv;
+TSRV_FIXTURE(srv)
 #define PORT (srv.port)
-
-static int setup(void **state)
-{
-    (void)state;
-    return tsrv_up(&srv);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    return tsrv_down(&srv);
-}
 
 /* n messages sent by one device, with what the acks said. */
 typedef struct sent {

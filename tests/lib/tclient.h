@@ -108,6 +108,20 @@ void t_after_test(void);
  * SIGTERM (a leak or a sanitizer report makes the exit status non-zero). */
 int tsrv_up(tsrv *s);
 int tsrv_down(tsrv *s);
+/* Declares `static tsrv name` and the cmocka setup and teardown functions that run tsrv_up and
+ * tsrv_down on it, for a test file whose every test gets a fresh server. */
+#define TSRV_FIXTURE(name)                                                                         \
+    static tsrv name;                                                                              \
+    static int setup(void **state)                                                                 \
+    {                                                                                              \
+        (void)state;                                                                               \
+        return tsrv_up(&name);                                                                     \
+    }                                                                                              \
+    static int teardown(void **state)                                                              \
+    {                                                                                              \
+        (void)state;                                                                               \
+        return tsrv_down(&name);                                                                   \
+    }
 
 /* ---------------------------------------------------------------- HTTP */
 

@@ -1287,8 +1287,9 @@ int store_writer_start(store_t *st)
     sqlite3_busy_timeout(k->db, BUSY_TIMEOUT_MS);
     pthread_mutex_init(&k->mu, NULL);
     pthread_cond_init(&k->cv, NULL);
-    /* a batch's pages stay in memory until its COMMIT instead of spilling into the WAL early */
-    if (exec1(st, "PRAGMA cache_size=-65536", NULL, NULL, 0) != SQLITE_OK ||
+    /* 8 MiB: a batch's pages stay in memory until its COMMIT instead of spilling into the WAL
+     * early (a larger cache measured no faster and only grew the RSS with the database) */
+    if (exec1(st, "PRAGMA cache_size=-8192", NULL, NULL, 0) != SQLITE_OK ||
         exec1(st, "PRAGMA wal_autocheckpoint=" CKPT_WRITER_PAGES, NULL, NULL, 0) != SQLITE_OK ||
         pthread_create(&k->thread, NULL, ckpt_run, k) != 0) {
         log_error("store: cannot start the checkpoint thread");
