@@ -333,7 +333,7 @@ static int device_keys_create(pl_client *c, const pl_sign_pair *aik, const link_
 {
     const char *sp = c->store_path;
     pl_e2e_self self;
-    pl_prekey spk, *opks = calloc(N_OPKS, sizeof *opks);
+    pl_prekey spk, *opks = pl_e2e_secret_alloc(N_OPKS * sizeof *opks);
     if (!opks) return pl__fail(c, PL_ENOMEM, NULL);
     int err = pl_e2e_self_create(&self, aik, c->sess.user, c->sess.device, (uint64_t)now_ms()) ||
                       pl_prekey_generate(&spk, 1)
@@ -359,8 +359,7 @@ static int device_keys_create(pl_client *c, const pl_sign_pair *aik, const link_
         err = bundle_publish(c, aik, &self, &spk, opks, N_OPKS);
     else
         pl__fail(c, err, "the end-to-end keys could not be made or stored");
-    sodium_memzero(opks, N_OPKS * sizeof *opks);
-    free(opks);
+    pl_e2e_secret_free(opks, N_OPKS * sizeof *opks);
     sodium_memzero(&spk, sizeof spk);
     pl_e2e_self_wipe(&self);
     return err;
@@ -436,7 +435,7 @@ int pl_e2e_enable(pl_client *c)
 
 int pl__e2e_refill(pl_client *c, sqlite3 *db, const char *base, const char *token)
 {
-    pl_prekey *opks = calloc(N_OPKS, sizeof *opks);
+    pl_prekey *opks = pl_e2e_secret_alloc(N_OPKS * sizeof *opks);
     if (!opks) return PL_ENOMEM;
     int err = pl__store_begin(db) ? PL_ESTORE : 0;
     if (!err) {
@@ -454,8 +453,7 @@ int pl__e2e_refill(pl_client *c, sqlite3 *db, const char *base, const char *toke
         json_decref(body);
         json_decref(resp);
     }
-    sodium_memzero(opks, N_OPKS * sizeof *opks);
-    free(opks);
+    pl_e2e_secret_free(opks, N_OPKS * sizeof *opks);
     return err;
 }
 

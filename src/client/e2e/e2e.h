@@ -90,6 +90,10 @@ const char *pl_e2e_strerror(int err);
 
 /* sodium_init(); PL_E2E_ECRYPTO if it fails. Safe to call more than once. */
 int pl_e2e_init(void);
+/* Memory for private keys and states that hold them: guarded and locked (sodium_malloc) and
+ * zero-filled; pl_e2e_secret_free wipes len bytes and releases it (NULL is ignored). */
+void *pl_e2e_secret_alloc(size_t len);
+void pl_e2e_secret_free(void *p, size_t len);
 
 /* HKDF-SHA256 (RFC 5869). salt == NULL means 32 zero bytes; any other salt, including an empty
  * one (saltlen 0, salt not NULL), is used as given. L <= 255 * 32. */

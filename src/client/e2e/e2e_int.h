@@ -205,6 +205,11 @@ int pl__plain_unpad(pl_e2e_out *pt, const unsigned char *padded, size_t len);
 void pl__out_fail(pl_e2e_out *pt);
 /* Length check of a ciphertext body (ct || tag): a positive multiple of 160 plus 16. */
 bool pl__ct_len_ok(size_t ctlen);
+/* Memory for secrets: sodium_malloc (guard pages, locked against swapping when the limit allows,
+ * canary checked on free), zero-filled; NULL when out of memory. Under AddressSanitizer the
+ * heap is used instead, so that leaks and overflows stay visible to it. pl__secret_free wipes
+ * len bytes and releases; NULL is ignored. */
+void *pl__secret_alloc(size_t len);
 void pl__secret_free(void *p, size_t len);
 
 /* ------------------------------------------------------------------------------- session */

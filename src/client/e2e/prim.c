@@ -121,11 +121,46 @@ bool pl__ct_len_ok(size_t ctlen)
     return p % PL_E2E_PAD_BLOCK == 0 && p <= PL_E2E_PADDED_MAX;
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define SECRET_HEAP 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SECRET_HEAP 1
+#endif
+#endif
+
+void *pl__secret_alloc(size_t len)
+{
+    if (len == 0) len = 1;
+#ifdef SECRET_HEAP
+    return calloc(1, len);
+#else
+    if (sodium_init() < 0) return NULL; /* sodium_malloc needs it; a no-op after the first */
+    void *p = sodium_malloc(len);
+    if (p) memset(p, 0, len);
+    return p;
+#endif
+}
+
 void pl__secret_free(void *p, size_t len)
 {
     if (p == NULL) return;
     sodium_memzero(p, len);
+#ifdef SECRET_HEAP
     free(p);
+#else
+    sodium_free(p);
+#endif
+}
+
+void *pl_e2e_secret_alloc(size_t len)
+{
+    return pl__secret_alloc(len);
+}
+
+void pl_e2e_secret_free(void *p, size_t len)
+{
+    pl__secret_free(p, len);
 }
 
 int pl__plain_pad(unsigned char **out, size_t *outlen, uint8_t ctype, const unsigned char *payload,
@@ -136,7 +171,7 @@ int pl__plain_pad(unsigned char **out, size_t *outlen, uint8_t ctype, const unsi
     if (len > 0 && payload == NULL) return PL_E2E_EINVAL;
     if (ctype < PL_CT_CONTENT || ctype > PL_CT_RETRY) return PL_E2E_EINVAL;
     size_t cap = (1 + len) / PL_E2E_PAD_BLOCK * PL_E2E_PAD_BLOCK + PL_E2E_PAD_BLOCK;
-    unsigned char *b = malloc(cap);
+    unsigned char *b = pl__secret_alloc(cap);
     if (b == NULL) return PL_E2E_ENOMEM;
     b[0] = ctype;
     if (len) memcpy(b + 1, payload, len);
@@ -170,7 +205,8 @@ int pl__vec_reserve(pl__vec *v, size_t need)
     if (need <= v->cap) return 0;
     size_t cap = v->cap ? v->cap : 16;
     while (cap < need) cap *= 2;
-    unsigned char *p = calloc(cap, v->esz);
+    if (v->esz == 0 || cap > SIZE_MAX / v->esz) return PL_E2E_ENOMEM;
+    unsigned char *p = pl__secret_alloc(cap * v->esz);
     if (p == NULL) return PL_E2E_ENOMEM;
     if (v->n) memcpy(p, v->p, v->n * v->esz);
     pl__secret_free(v->p, v->cap * v->esz); /* never realloc: it would leave a copy behind */

@@ -31,7 +31,7 @@
 
 pl_e2e_session *pl__e2e_session_alloc(void)
 {
-    pl_e2e_session *s = calloc(1, sizeof *s);
+    pl_e2e_session *s = pl__secret_alloc(sizeof *s);
     if (s) s->skipped.esz = sizeof(pl__skipped);
     return s;
 }
@@ -40,14 +40,13 @@ void pl_e2e_session_free(pl_e2e_session *s)
 {
     if (s == NULL) return;
     pl__vec_free(&s->skipped);
-    sodium_memzero(s, sizeof *s);
-    free(s);
+    pl__secret_free(s, sizeof *s);
 }
 
 int pl_e2e_session_copy(pl_e2e_session **out, const pl_e2e_session *s)
 {
     if (out == NULL || s == NULL) return PL_E2E_EINVAL;
-    pl_e2e_session *c = malloc(sizeof *c);
+    pl_e2e_session *c = pl__secret_alloc(sizeof *c);
     if (c == NULL) return PL_E2E_ENOMEM;
     *c = *s;
     if (pl__vec_copy(&c->skipped, &s->skipped) != 0) {

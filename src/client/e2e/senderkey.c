@@ -100,7 +100,7 @@ int pl_sk_sender_new(pl_sk_sender **out, const char *conv, const char *user, con
 {
     if (out == NULL || !ids_ok(conv, user, device)) return PL_E2E_EINVAL;
     *out = NULL;
-    pl_sk_sender *st = calloc(1, sizeof *st);
+    pl_sk_sender *st = pl__secret_alloc(sizeof *st);
     if (st == NULL) return PL_E2E_ENOMEM;
     st->sent_to.esz = sizeof(sent_entry);
     strcpy(st->conv, conv);
@@ -122,8 +122,7 @@ void pl_sk_sender_free(pl_sk_sender *st)
 {
     if (st == NULL) return;
     pl__vec_free(&st->sent_to);
-    sodium_memzero(st, sizeof *st);
-    free(st);
+    pl__secret_free(st, sizeof *st);
 }
 
 int pl_sk_sender_skdm(const pl_sk_sender *st, unsigned char *out, size_t cap, size_t *outlen)
@@ -309,7 +308,7 @@ int pl_sk_sender_deserialize(pl_sk_sender **out, const unsigned char *in, size_t
     unsigned char pk[32];
     if (out == NULL || in == NULL) return PL_E2E_EINVAL;
     *out = NULL;
-    pl_sk_sender *st = calloc(1, sizeof *st);
+    pl_sk_sender *st = pl__secret_alloc(sizeof *st);
     if (st == NULL) return PL_E2E_ENOMEM;
     st->sent_to.esz = sizeof(sent_entry);
     int rc = PL_E2E_ESTATE;
@@ -359,7 +358,7 @@ static void state_free(sk_state *s)
 int pl_sk_peer_new(pl_sk_peer **out, const char *conv, const char *user, const char *device)
 {
     if (out == NULL || !ids_ok(conv, user, device)) return PL_E2E_EINVAL;
-    pl_sk_peer *p = calloc(1, sizeof *p);
+    pl_sk_peer *p = pl__secret_alloc(sizeof *p);
     if (p == NULL) return PL_E2E_ENOMEM;
     strcpy(p->conv, conv);
     strcpy(p->user, user);
@@ -372,8 +371,7 @@ void pl_sk_peer_free(pl_sk_peer *p)
 {
     if (p == NULL) return;
     for (size_t i = 0; i < p->n; i++) state_free(&p->st[i]);
-    sodium_memzero(p, sizeof *p);
-    free(p);
+    pl__secret_free(p, sizeof *p);
 }
 
 size_t pl_sk_peer_count(const pl_sk_peer *p)
@@ -585,7 +583,7 @@ int pl_sk_peer_deserialize(pl_sk_peer **out, const unsigned char *in, size_t len
 {
     if (out == NULL || in == NULL) return PL_E2E_EINVAL;
     *out = NULL;
-    pl_sk_peer *p = calloc(1, sizeof *p);
+    pl_sk_peer *p = pl__secret_alloc(sizeof *p);
     if (p == NULL) return PL_E2E_ENOMEM;
     int rc = PL_E2E_ESTATE;
     pl__r r = {.p = in, .len = len};

@@ -96,7 +96,7 @@ int pl__aead_open(unsigned char **padded, size_t *plen, const unsigned char *ct,
     *padded = NULL;
     if (rc != 0) return rc;
     if (ctlen < AEAD_ABYTES) return PL_E2E_EFORMAT;
-    p = malloc(ctlen - AEAD_ABYTES);
+    p = pl__secret_alloc(ctlen - AEAD_ABYTES);
     if (p == NULL) return PL_E2E_ENOMEM;
     if (crypto_aead_xchacha20poly1305_ietf_decrypt(p, &n, NULL, ct, ctlen, ad, prefixlen + hlen,
                                                    nonce, key) != 0) {
