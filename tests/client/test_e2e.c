@@ -413,7 +413,8 @@ static int run_out(char *out, size_t cap, const char *fmt, ...)
 }
 
 /* parley on the command line: register (keys made and published), send (encrypted), sync,
- * history (plaintext), convs (the lock), verify (the same safety number on both sides). */
+ * history (plaintext), convs (the lock), verify (the same safety number on both sides), and
+ * linking a second device (link-begin, link-approve, link-finish) that then reads what is sent. */
 T_TEST(test_e2e_parley_cli)
 {
     char parley[PATH_MAX + 16], exe[PATH_MAX];
@@ -461,6 +462,38 @@ T_TEST(test_e2e_parley_cli)
     assert_int_equal(run_out(out2, sizeof out2, "%s --profile %s/b verify %s 2>&1", pfx, dir, na),
                      0);
     assert_non_null(strstr(out2, ": verified"));
+
+    /* a second device of a, linked on the command line, reads what b sends afterwards */
+    assert_int_equal(run_out(out, sizeof out, "%s --profile %s/a2 login %s 2>&1", pfx, dir, na), 0);
+    rc = run_out(out, sizeof out, "%s --profile %s/a2 link-finish 2>&1", pfx, dir);
+    if (rc == 0) t_note("link-finish before link-begin: %s", out);
+    assert_true(rc != 0); /* nothing to finish yet: an error, not a half-linked device */
+    char code[128], dev[64];
+    assert_int_equal(run_out(out, sizeof out, "%s -q --profile %s/a2 link-begin", pfx, dir), 0);
+    assert_int_equal(sscanf(out, "%127s", code), 1);
+    assert_int_equal(strlen(code), 64); /* link_id and LK_pub, 48 bytes in base64url */
+    assert_int_equal(run_out(out, sizeof out, "%s --offline --profile %s/a2 whoami", pfx, dir), 0);
+    assert_int_equal(sscanf(out, "%*s %*s %63s", dev), 1);
+    rc = run_out(out, sizeof out, "%s --profile %s/a2 link-finish 2>&1", pfx, dir);
+    assert_true(rc != 0); /* not approved yet */
+    rc = run_out(out, sizeof out, "%s --profile %s/a link-approve %s %s 2>&1", pfx, dir, code, dev);
+    if (rc != 0) t_note("link-approve: %s", out);
+    assert_int_equal(rc, 0);
+    rc = run_out(out, sizeof out, "%s --profile %s/a2 link-finish 2>&1", pfx, dir);
+    if (rc != 0) t_note("link-finish: %s", out);
+    assert_int_equal(rc, 0);
+    rc = run_out(out, sizeof out, "%s --profile %s/b send %s 'secret-india to both of a' 2>&1", pfx,
+                 dir, na);
+    if (rc != 0) t_note("send to a: %s", out);
+    assert_int_equal(rc, 0);
+    assert_int_equal(run_out(out, sizeof out, "%s --profile %s/a2 sync 2>&1", pfx, dir), 0);
+    rc = run_out(out, sizeof out, "%s --profile %s/a2 history %s 2>&1", pfx, dir, nb);
+    if (!strstr(out, "secret-india to both of a")) t_note("a2 history: %s", out);
+    assert_non_null(strstr(out, "secret-india to both of a"));
+    assert_int_equal(run_out(out, sizeof out, "%s --profile %s/a sync 2>&1", pfx, dir), 0);
+    rc = run_out(out, sizeof out, "%s --profile %s/a history %s 2>&1", pfx, dir, nb);
+    assert_non_null(strstr(out, "secret-india to both of a"));
+
     char kp[PATH_MAX + 32];
     struct stat st;
     snprintf(kp, sizeof kp, "%s/a/store.db.key", dir);
