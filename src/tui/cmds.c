@@ -260,7 +260,8 @@ static int cmd_sync(pl_client *c, tui_opts *o)
     int err = run_until(c, o, &w, done_synced);
     pl_client_disconnect(c);
     if (err) return tui_fail(c, "sync", err);
-    if (!o->quiet) printf("%lld new messages\n", (long long)w.new_msgs);
+    if (!o->quiet)
+        printf("%lld new message%s\n", (long long)w.new_msgs, w.new_msgs == 1 ? "" : "s");
     return EXIT_OK;
 }
 
