@@ -7,15 +7,8 @@
  * and asserts exit status 0 (no leak, no crash under ASan/UBSan). Nothing waits without a
  * timeout.
  *
- * Where parleyd differs from the RFC or the protocol document, the test keeps asserting the
- * required behaviour and is marked "SERVER DEVIATION" in a comment above it. Found so far
- * (parleyd working tree of 2026-11-28, on top of 82c8704):
- *   test_close_one_byte_1002   a close frame with a 1-byte payload: want 1002 (RFC 6455 5.5.1),
- *                              parleyd answers a close frame without a status code
- *   test_len_header_msb_1002   a 64-bit length with its top bit set: want 1002 (RFC 6455 5.2),
- *                              parleyd answers 4009
- *   (fixed since: a frame header announcing 1 TiB made parleyd abort, ASan allocation-size-too-big
- *   in wslay_event_recv; test_len_header_1tib_* guard it)
+ * Every case asserts what RFC 6455 and docs/protocol.md require; a header announcing 1 TiB must be
+ * refused before anything is allocated for it (test_len_header_1tib_*).
  *
  * Helpers the shared client (tests/lib) lacks, written here as static functions:
  *   ws_adopt()      turns a connection that got 101 from a hand-written handshake into a tws
@@ -987,8 +980,7 @@ T_TEST(test_len_header_over_limit_4009)
     huge_header_case(true, MAX_FRAME + 1, want, 1, "header announcing max_frame + 1");
 }
 
-/* Guards a crash seen while parleyd was being written: wslay allocated the announced 1 TiB and
- * ASan aborted the server. */
+/* A header announcing 1 TiB: refused with 4009 before anything is allocated for it. */
 T_TEST(test_len_header_1tib_4009)
 {
     const int want[] = {4009};
@@ -1004,8 +996,8 @@ T_TEST(test_len_header_1tib_unauth)
     huge_header_case(false, (uint64_t)1 << 40, want, 2, "header announcing 1 TiB before auth");
 }
 
-/* SERVER DEVIATION: parleyd answers 4009 (it reads the length as a size over max_frame) where
- * RFC 6455 5.2 makes the frame malformed: 1002. */
+/* A 64-bit length with its top bit set is a malformed frame (RFC 6455 5.2): 1002, not the
+ * 4009 of a frame over max_frame. */
 T_TEST(test_len_header_msb_1002)
 {
     const int want[] = {1002};
@@ -1116,9 +1108,7 @@ T_TEST(test_close_invalid_codes_1002)
 }
 
 /* A close payload is empty or starts with a 2-byte code (RFC 6455 5.5.1): 1 byte is a protocol
- * error.
- * SERVER DEVIATION: parleyd answers with a close frame that has no status code (the client sees
- * 1005), and ends the connection. */
+ * error, 1002. */
 T_TEST(test_close_one_byte_1002)
 {
     tws *ws = authed("close-1byte");
