@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/util.h"
@@ -1913,6 +1914,42 @@ static void test_bad_input(void **state)
     assert_int_equal(head, 1);
 }
 
+/* ---- The writer's checkpoints -------------------------------------------------------------- */
+
+/* With store_writer_start, committed pages reach the database file by the background checkpoint
+ * within a moment, long before the WAL is big enough for the writer's own backstop. */
+static void test_writer_checkpoints(void **state)
+{
+    fx *f = *state;
+    char db[128];
+    snprintf(db, sizeof db, "%s/parley.db", f->dir);
+    struct stat before;
+    assert_int_equal(stat(db, &before), 0);
+    assert_int_equal(store_writer_start(f->st), ST_OK);
+    add_user(f->st, "u_ck1", "ckone", "One", "", "");
+    add_user(f->st, "u_ck2", "cktwo", "Two", "", "");
+    char body[1024];
+    memset(body, 'x', sizeof body - 1);
+    body[sizeof body - 1] = 0;
+    char text[1100];
+    snprintf(text, sizeof text, "{\"text\":\"%s\"}", body);
+    for (int i = 0; i < 300; i++) {
+        char cmid[32];
+        snprintf(cmid, sizeof cmid, "ck-%d", i);
+        send_direct(f->st, "u_ck1", "d_ck1", "u_ck2", cmid, text);
+    }
+    /* 300 messages of 1 KiB: the database file grows once they are checkpointed (passive,
+     * every 100 ms) */
+    struct stat now = before;
+    for (int i = 0; i < 50 && now.st_size < before.st_size + 300 * 1024; i++) {
+        usleep(100 * 1000);
+        assert_int_equal(stat(db, &now), 0);
+    }
+    if (now.st_size < before.st_size + 300 * 1024)
+        fail_msg("database file %lld bytes, %lld before: nothing was checkpointed",
+                 (long long)now.st_size, (long long)before.st_size);
+}
+
 int main(void)
 {
     log_threshold = LOG_WARN;
@@ -1946,6 +1983,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_presence_audience, setup, teardown),
         cmocka_unit_test_setup_teardown(test_user_seen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_from_1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_writer_checkpoints, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

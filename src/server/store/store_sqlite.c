@@ -1285,6 +1285,14 @@ int store_writer_start(store_t *st)
         return ST_ERR;
     }
     sqlite3_busy_timeout(k->db, BUSY_TIMEOUT_MS);
+    /* A connection checkpoints only once it has read the database and so opened the WAL; before
+     * that sqlite3_wal_checkpoint_v2 does nothing and still returns SQLITE_OK. */
+    if (sqlite3_exec(k->db, "SELECT count(*) FROM sqlite_schema", NULL, NULL, NULL) != SQLITE_OK) {
+        log_error("store: cannot read %s for checkpoints: %s", path, sqlite3_errmsg(k->db));
+        sqlite3_close(k->db);
+        free(k);
+        return ST_ERR;
+    }
     pthread_mutex_init(&k->mu, NULL);
     pthread_cond_init(&k->cv, NULL);
     /* 8 MiB: a batch's pages stay in memory until its COMMIT instead of spilling into the WAL
