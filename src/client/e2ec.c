@@ -5,7 +5,8 @@
  * Key material lives in the table e2e_keys(name, value), each value sealed with
  * crypto_secretbox under a per-device local key kept in the file store_path + ".key" (0600,
  * made on first use). Names: "aik" (pl_sign_pair), "dik" (pl_dh_pair), "dcert", "spk"
- * (pl_prekey), "opk:<id>" (pl_prekey), "s:<user>:<device>" (a serialized session),
+ * (pl_prekey), "opk:<id>" (pl_prekey), "s:<user>:<device>" (a serialized session; "si:..." the
+ * inactive one a RETRY left),
  * "pin:<user>" (32-byte AIK || verified byte), "published" (bundle uploaded), "link" (link_id
  * || LK pair while this device waits to be linked), "sk:<group>" (this device's sender state),
  * "skp:<group>:<user>:<device>" (the receiving sender-key states of one device).
@@ -17,10 +18,13 @@
  * while parleyd does not have it yet), "spko:<id>" a replaced one kept 30 days (replaced at the
  * meta "e2e_spko:<id>"), "spkrc:<id>" its replay cache (the ek_hash of each PREKEY_MSG without
  * an OPK that made a session, 32 bytes each), deleted with it.
- * Built: one session per peer device, TOFU pinning, OPK refill, SPK rotation after 7 days and the
- * SPK replay cache, fan-out to every device of the peer and to this user's other devices,
- * linking, Sender Keys with rotation, the device_list_stale rebuild, parking of sender-key
- * messages that arrive before their key. Not built: Sesame's inactive sessions, RETRY.
+ * Built: one active session per peer device (and the one inactive a RETRY leaves), TOFU pinning,
+ * OPK refill, SPK rotation after 7 days and the SPK replay cache, fan-out to every device of the
+ * peer and to this user's other devices, linking, Sender Keys with rotation, the device_list_stale
+ * rebuild, parking of sender-key messages that arrive before their key, RETRY. Not built: Sesame's
+ * inactive sessions. RETRY (E2E.md §7.3): the meta "retry:<conv>:<user>:<device>" (when the last
+ * one to that device for that conversation was queued) and the sealed "rq:<conv>:<user>:<device>"
+ * (one queued, not yet in the outbox); the RETRY itself is an outbox row of kind "ctl".
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -998,11 +1002,13 @@ static int bundle_from_json(pl_bundle *b, json_t *j)
     return 0;
 }
 
-static int session_load(sqlite3 *db, const char *sp, const char *user, const char *dev,
-                        pl_e2e_session **out)
+/* The active session with (user, dev) ("s:"), or its inactive one ("si:", the session a RETRY
+ * took out of use: it still decrypts what the peer sent on it, never encrypts). */
+static int session_load_as(sqlite3 *db, const char *sp, const char *prefix, const char *user,
+                           const char *dev, pl_e2e_session **out)
 {
     char name[160];
-    snprintf(name, sizeof name, "s:%s:%s", user, dev);
+    snprintf(name, sizeof name, "%s:%s:%s", prefix, user, dev);
     unsigned char *p;
     size_t n;
     int err = kget(db, sp, name, &p, &n);
@@ -1012,17 +1018,29 @@ static int session_load(sqlite3 *db, const char *sp, const char *user, const cha
     return err;
 }
 
-static int session_save(sqlite3 *db, const char *sp, const char *user, const char *dev,
-                        const pl_e2e_session *s)
+static int session_load(sqlite3 *db, const char *sp, const char *user, const char *dev,
+                        pl_e2e_session **out)
+{
+    return session_load_as(db, sp, "s", user, dev, out);
+}
+
+static int session_save_as(sqlite3 *db, const char *sp, const char *prefix, const char *user,
+                           const char *dev, const pl_e2e_session *s)
 {
     char name[160];
-    snprintf(name, sizeof name, "s:%s:%s", user, dev);
+    snprintf(name, sizeof name, "%s:%s:%s", prefix, user, dev);
     size_t cap = pl_e2e_session_serialized_size(s), n;
     unsigned char *p = malloc(cap);
     if (!p) return PL_ENOMEM;
     int err = pl_e2e_session_serialize(s, p, cap, &n) == 0 ? kput(db, sp, name, p, n) : PL_ESTORE;
     kfree(p, cap);
     return err;
+}
+
+static int session_save(sqlite3 *db, const char *sp, const char *user, const char *dev,
+                        const pl_e2e_session *s)
+{
+    return session_save_as(db, sp, "s", user, dev, s);
 }
 
 /* The peer's devices and AIK (GET /v1/users/{u}/devices). */
@@ -1213,16 +1231,18 @@ static int pin_resolve(pl_client *c, sqlite3 *db, const pl_e2e_self *self, const
         pl_event ev = {.kind = PL_EV_IDENTITY_CHANGED};
         snprintf(ev.user, sizeof ev.user, "%s", user);
         pl__ev_push(c, &ev);
-        sqlite3_stmt *st = NULL;
-        char pat[160];
-        int pl = snprintf(pat, sizeof pat, "s:%s:", user);
-        if (sqlite3_prepare_v2(db, "DELETE FROM e2e_keys WHERE substr(name, 1, ?) = ?", -1, &st,
-                               NULL) == SQLITE_OK) {
-            sqlite3_bind_int(st, 1, pl);
-            sqlite3_bind_text(st, 2, pat, -1, SQLITE_STATIC);
-            sqlite3_step(st);
+        for (int k = 0; k < 2; k++) { /* the active and the inactive sessions */
+            sqlite3_stmt *st = NULL;
+            char pat[160];
+            int pl = snprintf(pat, sizeof pat, "%s:%s:", k ? "si" : "s", user);
+            if (sqlite3_prepare_v2(db, "DELETE FROM e2e_keys WHERE substr(name, 1, ?) = ?", -1, &st,
+                                   NULL) == SQLITE_OK) {
+                sqlite3_bind_int(st, 1, pl);
+                sqlite3_bind_text(st, 2, pat, -1, SQLITE_STATIC);
+                sqlite3_step(st);
+            }
+            sqlite3_finalize(st);
         }
-        sqlite3_finalize(st);
         *changed = true;
     } else if (!pinned) {
         memcpy(p.aik, served, 32);
@@ -1917,6 +1937,20 @@ static int pairwise_decrypt(pl_client *c, sqlite3 *db, const pl_e2e_self *self, 
         pl_replay_cache_free(&rc);
     } else if (r == 0 && (type == PL_WIRE_PREKEY || type == PL_WIRE_MSG)) {
         r = have ? pl_e2e_session_decrypt(*s, ct, len, (uint64_t)now_ms(), o) : PL_E2E_ENOKEY;
+        pl_e2e_session *in = NULL;
+        if (r != 0 && session_load_as(db, sp, "si", from, dev, &in) == 0 &&
+            pl_e2e_session_decrypt(in, ct, len, (uint64_t)now_ms(), o) == 0) {
+            /* the inactive session opened it: it becomes the active one, and the other one
+             * (unchanged by its failure) the inactive one */
+            char name[160];
+            snprintf(name, sizeof name, "si:%s:%s", from, dev);
+            r = have ? session_save_as(db, sp, "si", from, dev, *s) : kdel(db, name);
+            r = r == 0 ? 0 : PL_E2E_ENOMEM;
+            pl_e2e_session_free(*s);
+            *s = in;
+            in = NULL;
+        }
+        pl_e2e_session_free(in);
     } else if (r == 0) {
         r = type < 0 ? type : PL_E2E_EVERSION;
     }
@@ -1991,14 +2025,27 @@ static int park_names(sqlite3 *db, const char *pfx, char ***names, size_t *n)
 /* Keeps an SKMSG whose sender key has not arrived (E2E.md §7.2): at most PARK_MAX per sender
  * device, for PARK_TTL_MS. True when it was parked. */
 static bool park(pl_client *c, sqlite3 *db, const char *conv, const char *from, const char *dev,
-                 json_t *f, const char *gs)
+                 json_t *f, const char *gs, bool *expired)
 {
     char pfx[256], name[300];
     int pl = park_prefix(pfx, sizeof pfx, conv, from, dev);
     char **names;
-    size_t n;
+    size_t n, k = 0;
     if (pl <= 0 || (size_t)pl >= sizeof pfx || park_names(db, pfx, &names, &n) != 0) return false;
+    /* the oldest first: those parked PARK_TTL_MS ago never got their key and are dropped */
+    for (; k < n; k++) {
+        unsigned char *v;
+        size_t vn;
+        if (kget(db, c->store_path, names[k], &v, &vn) != 0) break;
+        json_t *j = json_loadb((const char *)v, vn, 0, NULL);
+        kfree(v, vn);
+        json_int_t at = json_integer_value(json_object_get(j, "at"));
+        json_decref(j);
+        if (now_ms() - at < PARK_TTL_MS || kdel(db, names[k]) != 0) break;
+        *expired = true;
+    }
     strs_free(names, n);
+    n -= k;
     json_t *seq = json_object_get(f, "seq");
     if (n >= PARK_MAX || !json_is_integer(seq)) return false;
     snprintf(name, sizeof name, "%s%020lld", pfx, (long long)json_integer_value(seq));
@@ -2083,10 +2130,188 @@ static void unpark(pl_client *c, sqlite3 *db, const char *conv, const char *from
     if (changed) peer_rec_save(db, c->store_path, conv, from, dev, rec);
 }
 
-json_t *pl__e2e_receive(pl_client *c, sqlite3 *db, const char *me, json_t *f, bool *changed_aik)
+/* ----------------------------------------------------------------------------------- RETRY */
+
+#define RETRY_EVERY_MS (10LL * 60 * 1000) /* at most one per (peer device, conv) */
+
+static void retry_name(char *out, size_t cap, const char *conv, const char *user, const char *dev)
+{
+    snprintf(out, cap, "rq:%s:%s:%s", conv, user, dev);
+}
+
+/* Queues a RETRY (E2E.md §7.3) for the message f of (from, dev) that could not be decrypted,
+ * unless one went to that device for this conversation less than RETRY_EVERY_MS ago (meta
+ * "retry:<conv>:<user>:<device>", the time it was queued). The request is the sealed
+ * "rq:<conv>:<user>:<device>" ({conv, to, user, dev, seq, why}), which pl__e2e_retries turns
+ * into an outbox row. Inside the caller's transaction; true when queued. */
+static bool retry_queue(pl_client *c, sqlite3 *db, const pl_e2e_self *self, json_t *f,
+                        const char *from, const char *dev, const char *conv, const char *why)
+{
+    char key[320], name[320], to[PL_ID_MAX] = "";
+    snprintf(key, sizeof key, "retry:%s:%s:%s", conv, from, dev);
+    int64_t last = pl__meta_get_int(db, key), now = now_ms();
+    json_t *seq = json_object_get(f, "seq");
+    if ((last > 0 && now - last < RETRY_EVERY_MS) || !json_is_integer(seq)) return false;
+    if (strncmp(conv, "g_", 2) == 0 || strcmp(from, self->user) != 0) {
+        snprintf(to, sizeof to, "%s", strncmp(conv, "g_", 2) == 0 ? conv : from);
+    } else { /* a copy from another device of this account: the conversation's peer */
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(db, "SELECT peer FROM convs WHERE id = ?", -1, &st, NULL) ==
+            SQLITE_OK) {
+            sqlite3_bind_text(st, 1, conv, -1, SQLITE_STATIC);
+            if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+                snprintf(to, sizeof to, "%s", (const char *)sqlite3_column_text(st, 0));
+        }
+        sqlite3_finalize(st);
+    }
+    if (!pl_id_valid(to)) return false;
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:O, s:s}", "conv", conv, "to", to, "user", from,
+                          "dev", dev, "seq", seq, "why", why);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    retry_name(name, sizeof name, conv, from, dev);
+    bool ok = text && kput(db, c->store_path, name, text, strlen(text)) == 0 &&
+              pl__meta_set_int(db, key, now) == 0;
+    free(text);
+    return ok;
+}
+
+/* The queued RETRY `name` as an outbox row of kind "ctl" (body {}, never shown): the payload
+ * {conv, seq, why} as a PL_CT_RETRY pairwise message on the session with that device (X3DH
+ * from a claimed bundle when there is none), in the e2e body {v, ctl: true, devs: [that one
+ * entry]}. New session, row and the end of the request in one transaction. PL_ENOTFOUND: it
+ * can never go (no pinned key, the device is gone). */
+static int retry_build(pl_client *c, sqlite3 *db, const char *base, const char *token,
+                       const pl_e2e_self *self, const char *me, const char *mydev, const char *name)
+{
+    const char *sp = c->store_path;
+    unsigned char *v;
+    size_t vn;
+    int err = kget(db, sp, name, &v, &vn);
+    if (err) return err;
+    json_t *j = json_loadb((const char *)v, vn, 0, NULL);
+    kfree(v, vn);
+    const char *conv = json_string_value(json_object_get(j, "conv"));
+    const char *to = json_string_value(json_object_get(j, "to"));
+    const char *user = json_string_value(json_object_get(j, "user"));
+    const char *dev = json_string_value(json_object_get(j, "dev"));
+    const char *why = json_string_value(json_object_get(j, "why"));
+    json_t *seq = json_object_get(j, "seq");
+    dpeer p = {0};
+    pin pn;
+    if (!conv || !to || !user || !dev || !why || !json_is_integer(seq) ||
+        strlen(user) >= sizeof p.user) {
+        err = PL_ENOTFOUND;
+    } else if (strcmp(user, self->user) == 0) {
+        memcpy(p.aik, self->aik_pub, 32);
+    } else if (pin_get(db, sp, user, &pn) == 0) {
+        memcpy(p.aik, pn.aik, 32);
+    } else {
+        err = PL_ENOTFOUND; /* no key to check its devices against */
+    }
+    json_t *payload =
+        err ? NULL : json_pack("{s:s, s:O, s:s}", "conv", conv, "seq", seq, "why", why);
+    char *pt = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
+    json_decref(payload);
+    if (!err && !pt) err = PL_ENOMEM;
+    build b = {.conv = conv};
+    json_t *out = json_array();
+    if (!err) {
+        snprintf(p.user, sizeof p.user, "%s", user);
+        char *devs[] = {(char *)dev};
+        err = entries_for(c, db, base, token, self, &b, &p, devs, 1, PL_CT_RETRY,
+                          (const unsigned char *)pt, strlen(pt), out);
+        if (!err && json_array_size(out) != 1) err = PL_ENOTFOUND; /* gone from the server */
+    }
+    json_t *wire = err ? NULL : json_pack("{s:i, s:b, s:O}", "v", 1, "ctl", 1, "devs", out);
+    char *wtext = wire ? json_dumps(wire, JSON_COMPACT) : NULL;
+    if (!err && !wtext) err = PL_ENOMEM;
+    if (!err) {
+        char cmid[ID_MAX];
+        id_new(cmid, "c_");
+        int64_t id;
+        if (pl__store_begin(db) != 0) {
+            err = PL_ESTORE;
+        } else {
+            for (size_t i = 0; !err && i < b.nss; i++)
+                if (session_save(db, sp, b.ss[i].user, b.ss[i].dev, b.ss[i].s) != 0)
+                    err = PL_ESTORE;
+            if (!err)
+                err = pl__store_outbox_insert(db, me, mydev, to, conv, "ctl", "{}", 0, cmid, wtext,
+                                              &id);
+            if (!err) err = kdel(db, name);
+            if (err || pl__store_commit(db) != 0) {
+                pl__store_rollback(db);
+                err = PL_ESTORE;
+            }
+        }
+    }
+    free(wtext);
+    json_decref(wire);
+    json_decref(out);
+    build_free(&b);
+    if (pt) sodium_memzero(pt, strlen(pt));
+    free(pt);
+    json_decref(j);
+    return err;
+}
+
+void pl__e2e_retries(pl_client *c, sqlite3 *db, const char *base, const char *token, const char *me,
+                     const char *mydev)
+{
+    char **names;
+    size_t n;
+    pl_e2e_self self;
+    if (park_names(db, "rq:", &names, &n) != 0) return;
+    if (n > 0 && self_load(db, c->store_path, &self) == 0) {
+        for (size_t i = 0; i < n; i++) {
+            int err = retry_build(c, db, base, token, &self, me, mydev, names[i]);
+            if (err == PL_ENET || err == PL_ETIMEDOUT) break; /* stays queued for later */
+            if (err) kdel(db, names[i]);                      /* it can never go */
+        }
+        pl_e2e_self_wipe(&self);
+    }
+    strs_free(names, n);
+}
+
+/* A RETRY from (from, dev) in conv (E2E.md §7.3): "session" makes the session with that device
+ * inactive ("si:", replacing an older inactive one), so the next send to it runs X3DH; "sender_key"
+ * removes it from this device's sent_to for the group, so the next group message carries an SKDM
+ * for it. In a group every pairwise entry is an SKDM, so "session" there does both. The lost
+ * content is not sent again. */
+static void retry_apply(pl_client *c, sqlite3 *db, const char *conv, const char *from,
+                        const char *dev, const unsigned char *pt, size_t len)
+{
+    json_t *j = json_loadb((const char *)pt, len, 0, NULL);
+    const char *rconv = json_string_value(json_object_get(j, "conv"));
+    const char *why = json_string_value(json_object_get(j, "why"));
+    bool session = why && strcmp(why, "session") == 0;
+    bool skey = why && strcmp(why, "sender_key") == 0;
+    if (rconv && strcmp(rconv, conv) == 0 && (session || skey)) {
+        pl_e2e_session *s = NULL;
+        if (session && session_load(db, c->store_path, from, dev, &s) == 0 &&
+            session_save_as(db, c->store_path, "si", from, dev, s) == 0) {
+            char name[160];
+            snprintf(name, sizeof name, "s:%s:%s", from, dev);
+            kdel(db, name);
+        }
+        pl_e2e_session_free(s);
+        pl_sk_sender *sk = NULL;
+        if (strncmp(conv, "g_", 2) == 0 && sender_load(db, c->store_path, conv, &sk) == 0 &&
+            pl_sk_sender_sent_to_has(sk, from, dev) &&
+            pl_sk_sender_sent_to_remove(sk, from, dev) == 0)
+            sender_save(db, c->store_path, conv, sk);
+        pl_sk_sender_free(sk);
+    }
+    json_decref(j);
+}
+
+json_t *pl__e2e_receive(pl_client *c, sqlite3 *db, const char *me, json_t *f, bool *changed_aik,
+                        bool *retry)
 {
     (void)me;
     *changed_aik = false;
+    *retry = false;
     const char *sp = c->store_path;
     const char *from = json_string_value(json_object_get(f, "from"));
     const char *dev = json_string_value(json_object_get(f, "dev"));
@@ -2094,10 +2319,11 @@ json_t *pl__e2e_receive(pl_client *c, sqlite3 *db, const char *me, json_t *f, bo
     const char *conv = json_string_value(json_object_get(f, "conv"));
     json_t *body = json_object_get(f, "body");
     if (!from || !dev || !cmid || !conv) return NULL;
-    if (json_is_true(json_object_get(body, "ctl"))) return NULL; /* controls: not shown */
+    bool ctl = json_is_true(json_object_get(body, "ctl")); /* a control message: never shown */
     bool group = strncmp(conv, "g_", 2) == 0;
     const char *cs = json_string_value(json_object_get(body, "c"));
     const char *gs = json_string_value(json_object_get(body, "g"));
+    if (ctl && !cs) return NULL; /* one for another device */
     if (!cs && !(group && gs)) return undecryptable(f, "it was not encrypted for this device");
     size_t cap = (cs ? strlen(cs) : 0) + (gs ? strlen(gs) : 0), len;
     unsigned char *ct = malloc(cap + 1);
@@ -2106,7 +2332,7 @@ json_t *pl__e2e_receive(pl_client *c, sqlite3 *db, const char *me, json_t *f, bo
     bool have_self = false;
     pl_e2e_session *s = NULL;
     pl_sk_peer *rec = NULL;
-    const char *why = NULL;
+    const char *why = NULL, *retry_why = NULL;
     pl_e2e_out o = {.buf = pt, .cap = PL_E2E_PAYLOAD_MAX};
     bool content = false;
     if (!ct || !pt) {
@@ -2124,6 +2350,9 @@ json_t *pl__e2e_receive(pl_client *c, sqlite3 *db, const char *me, json_t *f, bo
         if (r == 0 && session_save(db, sp, from, dev, s) != 0) r = PL_E2E_ENOMEM;
         if (r != 0) {
             why = pl_e2e_strerror(r);
+            if (r != PL_E2E_EREPLAY) retry_why = "session";
+        } else if (ctl) {
+            if (o.ctype == PL_CT_RETRY) retry_apply(c, db, conv, from, dev, pt, o.len);
         } else if (o.ctype == PL_CT_SKDM) {
             /* installed only from the session with the sending device, for this conv */
             if (!group) {
@@ -2142,7 +2371,7 @@ json_t *pl__e2e_receive(pl_client *c, sqlite3 *db, const char *me, json_t *f, bo
                 content = true;
         }
     }
-    if (group && gs && !content) {
+    if (group && gs && !content && !ctl) {
         /* a failed c does not hide a g this device can read with a key it holds */
         int r = unb64(ct, cap + 1, &len, gs) != 0 ? PL_E2E_EFORMAT : 0;
         if (!r && !rec) r = peer_rec_load(db, sp, conv, from, dev, false, &rec);
@@ -2156,18 +2385,26 @@ json_t *pl__e2e_receive(pl_client *c, sqlite3 *db, const char *me, json_t *f, bo
             content = true;
             why = NULL;
         } else if (!why) {
+            /* the key is given up on when it cannot be parked, or when a parked message of
+             * that device waited PARK_TTL_MS for it: then a RETRY asks for it again */
+            bool expired = false,
+                 parked = r == PL_E2E_ENOKEY && park(c, db, conv, from, dev, f, gs, &expired);
             why = r != PL_E2E_ENOKEY ? pl_e2e_strerror(r)
-                  : park(c, db, conv, from, dev, f, gs)
-                      ? "the sender's group key has not arrived yet; it shows when it does"
-                      : "the sender's group key never reached this device";
+                  : parked ? "the sender's group key has not arrived yet; it shows when it does"
+                           : "the sender's group key never reached this device";
+            if (r == PL_E2E_ENOKEY && have_self && (!parked || expired)) retry_why = "sender_key";
         }
     }
     json_t *g = NULL;
-    if (content)
+    if (ctl)
+        g = NULL; /* applied above, or refused: nothing to show either way */
+    else if (content)
         g = content_frame(f, pt, o.len, from, cmid, conv);
     else if (why)
         g = undecryptable(f, why);
-    /* else: an SKDM or RETRY alone: the session advanced, nothing to show */
+    /* else: an SKDM alone: the session advanced, nothing to show */
+    if (!ctl && retry_why && have_self && retry_queue(c, db, &self, f, from, dev, conv, retry_why))
+        *retry = true;
     pl_e2e_session_free(s);
     pl_sk_peer_free(rec);
     if (have_self) pl_e2e_self_wipe(&self);

@@ -97,6 +97,7 @@ typedef struct io {
     bool want_convs;            /* fetch GET /v1/convs once the read batch is committed */
     bool want_opks;             /* prekeys_low came: upload more OPKs after the batch */
     bool want_spk;              /* check the signed prekey's age after the batch */
+    bool want_retry;            /* RETRYs are queued: build their outbox rows after the batch */
     int64_t stale_id[WINDOW];   /* e2e rows refused with device_list_stale, to rebuild */
     json_t *stale_devs[WINDOW]; /* and the server's device lists */
     int nstale;
@@ -466,11 +467,21 @@ static void on_msg(io *s, json_t *f)
     const char *from = json_string_value(json_object_get(f, "from"));
     const char *dev = json_string_value(json_object_get(f, "dev"));
     json_t *plain = NULL;
-    if (kind && strcmp(kind, "e2e") == 0 && from && dev &&
-        !(strcmp(from, s->me) == 0 && strcmp(dev, s->mydev) == 0)) {
+    bool e2e = kind && strcmp(kind, "e2e") == 0;
+    bool own = from && dev && strcmp(from, s->me) == 0 && strcmp(dev, s->mydev) == 0;
+    if (e2e && own && json_is_true(json_object_get(json_object_get(f, "body"), "ctl"))) {
+        /* this device's own RETRY came back: never a message */
+        const char *cmid = json_string_value(json_object_get(f, "cmid"));
+        if (cmid && pl__store_ctl_done(s->db, dev, cmid) != 0) s->tx_failed = true;
+        int64_t p = json_integer_value(json_object_get(f, "pos"));
+        if (p > s->pos) s->pos = p;
+        return;
+    }
+    if (e2e && from && dev && !own) {
         /* decrypted inside this transaction: the new ratchet state commits with the message */
-        bool changed = false;
-        plain = pl__e2e_receive(s->c, s->db, s->me, f, &changed);
+        bool changed = false, retry = false;
+        plain = pl__e2e_receive(s->c, s->db, s->me, f, &changed, &retry);
+        if (retry) s->want_retry = true;
         if (changed) {
             pl_event ch = {.kind = PL_EV_IDENTITY_CHANGED};
             snprintf(ch.user, sizeof ch.user, "%s", from);
@@ -548,6 +559,13 @@ static void on_error(io *s, json_t *f)
         return;
     }
     if (s->inflight > 0) s->inflight--;
+    if (err != PL_ERATE && err != PL_ESERVER) {
+        /* a refused RETRY is dropped without a word: the next failure asks again */
+        if (!tx_begin(s)) return;
+        int r = pl__store_ctl_drop(s->db, local);
+        if (r < 0) s->tx_failed = true;
+        if (r != 0) return;
+    }
     if (code && strcmp(code, "device_list_stale") == 0 && s->nstale < WINDOW) {
         /* rebuilt with the server's list once this batch is stored, then sent again */
         s->stale_id[s->nstale] = local;
@@ -621,6 +639,7 @@ static void on_synced(io *s, json_t *f)
         send_presence(s);
         s->want_convs = true; /* receipts are not replayed: read the markers from the list */
         s->want_spk = true;
+        s->want_retry = true; /* RETRYs queued before this connection */
     }
 }
 
@@ -818,6 +837,10 @@ static void on_readable(io *s)
     }
     send_recv(s);
     if (s->nstale) rebuild_stale(s);
+    if (s->want_retry && s->phase == IO_LIVE) {
+        s->want_retry = false;
+        pl__e2e_retries(s->c, s->db, s->url, s->token, s->me, s->mydev);
+    }
     pump_outbox(s);
     if (s->want_convs && s->phase == IO_LIVE) fetch_convs(s);
     if (s->want_opks && s->phase == IO_LIVE) {

@@ -141,6 +141,13 @@ int pl__store_incoming(sqlite3 *db, const char *me, const char *mydev, json_t *m
 int pl__store_ack(sqlite3 *db, int64_t local_id, const char *conv, int64_t seq, int64_t ts,
                   pl_msg *out);
 int pl__store_fail(sqlite3 *db, int64_t local_id, pl_msg *out);
+/* Control messages (kind "ctl", an e2e RETRY) are outbox rows that never show: history, the
+ * conversation list and the pending count leave them out, and an ack (pl__store_ack, which
+ * then answers 0) or a refusal deletes them. pl__store_ctl_drop: 1 when local_id was one and
+ * is gone, 0 when it is not one. pl__store_ctl_done: deletes this device's ctl row with cmid
+ * (its copy came back through the inbox). */
+int pl__store_ctl_drop(sqlite3 *db, int64_t local_id);
+int pl__store_ctl_done(sqlite3 *db, const char *dev, const char *cmid);
 /* Moves a peer's markers forward (never back); 1 when something moved. */
 int pl__store_receipt(sqlite3 *db, const char *me, const char *conv, const char *user,
                       int64_t delivered, int64_t read);
@@ -176,9 +183,19 @@ int pl__store_take_reads(sqlite3 *db, void (*fn)(void *ud, const char *conv, int
 int pl__e2e_send(pl_client *c, const char *to, const char *conv, const char *kind, const char *body,
                  int64_t reply_to, pl_msg *out, bool *handled);
 /* An e2e msg frame (I/O thread, inside its transaction): a new frame (caller json_decref()s)
- * with the decrypted kind and body, or kind "undecryptable" and a visible text. *changed_aik
- * is set when the sender's identity key differs from the pinned one. */
-json_t *pl__e2e_receive(pl_client *c, sqlite3 *db, const char *me, json_t *f, bool *changed_aik);
+ * with the decrypted kind and body, or kind "undecryptable" and a visible text; NULL for a
+ * control message (a RETRY is applied here) or a payload with nothing to show. *changed_aik
+ * is set when the sender's identity key differs from the pinned one. A failure that calls for
+ * a RETRY (E2E.md §7.3) queues one in the store, at most one per (peer device, conv) per 10
+ * minutes, and sets *retry. */
+json_t *pl__e2e_receive(pl_client *c, sqlite3 *db, const char *me, json_t *f, bool *changed_aik,
+                        bool *retry);
+/* The queued RETRYs (I/O thread, REST to base for a bundle when there is no session, own
+ * transaction each): each becomes an outbox row of kind "ctl" whose wire is the e2e body with
+ * ctl true and one devs entry. A queued RETRY that cannot be built for good is dropped; one
+ * that needs the network stays queued. */
+void pl__e2e_retries(pl_client *c, sqlite3 *db, const char *base, const char *token, const char *me,
+                     const char *mydev);
 /* device_list_stale for outbox row local_id (I/O thread, REST to base, own transaction):
  * keeps the entries of devices still listed, adds entries for new ones (claim, X3DH, the same
  * CONTENT and cmid) and replaces the row's e2e body. 0: send it again; negative: give up. */

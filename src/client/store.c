@@ -405,6 +405,7 @@ int pl__store_history(sqlite3 *db, const char *conv, int64_t before, int limit, 
      * messages sort by seq, pending ones after them. */
     sqlite3_stmt *st = prep(db, "SELECT * FROM (SELECT " MSG_COLS MSG_FROM
                                 "WHERE m.conv = ?1 AND (?2 = 0 OR m.local_id < ?2) "
+                                "AND m.kind != 'ctl' "
                                 "ORDER BY m.seq IS NULL DESC, m.seq DESC, m.local_id DESC "
                                 "LIMIT ?3) ORDER BY seq IS NULL, seq, local_id");
     if (!st) return PL_ESTORE;
@@ -468,6 +469,7 @@ int pl__store_outbox_insert(sqlite3 *db, const char *me, const char *dev, const 
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) return PL_ESTORE;
     *id = sqlite3_last_insert_rowid(db);
+    if (strcmp(kind, "ctl") == 0) return 0; /* a control message moves nothing */
     st = prep(db, "UPDATE convs SET last_ts = max(last_ts, ?) WHERE id = ?");
     if (!st) return PL_ESTORE;
     sqlite3_bind_int64(st, 1, now_ms());
@@ -708,9 +710,33 @@ int pl__store_incoming(sqlite3 *db, const char *me, const char *mydev, json_t *m
     return err ? err : PL__IN_NEW;
 }
 
+int pl__store_ctl_drop(sqlite3 *db, int64_t local_id)
+{
+    sqlite3_stmt *st = prep(db, "DELETE FROM messages WHERE local_id = ? AND kind = 'ctl'");
+    if (!st) return PL_ESTORE;
+    sqlite3_bind_int64(st, 1, local_id);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return PL_ESTORE;
+    return sqlite3_changes(db) > 0 ? 1 : 0;
+}
+
+int pl__store_ctl_done(sqlite3 *db, const char *dev, const char *cmid)
+{
+    sqlite3_stmt *st = prep(db, "DELETE FROM messages WHERE dev = ? AND cmid = ? AND kind = 'ctl'");
+    if (!st) return PL_ESTORE;
+    sqlite3_bind_text(st, 1, dev, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, cmid, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : PL_ESTORE;
+}
+
 int pl__store_ack(sqlite3 *db, int64_t local_id, const char *conv, int64_t seq, int64_t ts,
                   pl_msg *out)
 {
+    int dropped = pl__store_ctl_drop(db, local_id); /* a control message: done, not kept */
+    if (dropped != 0) return dropped < 0 ? dropped : 0;
     /* A copy of the same message stored apart (it cannot happen through the (dev, cmid) check,
      * but a store must not end up with two rows for one (conv, seq)). */
     sqlite3_stmt *st =
@@ -811,9 +837,11 @@ int pl__store_convs(sqlite3 *db, const char *conv, pl_conv **out, size_t *n)
                  "nullif(u.display_name, ''), "
                  "nullif(u.username, ''), nullif(c.peer, ''), c.id), c.last_seq, c.last_ts, "
                  "c.read_seq, c.peer_delivered, c.peer_read, c.unread, "
-                 "(SELECT count(*) FROM messages p WHERE p.conv = c.id AND p.state = 0), "
+                 "(SELECT count(*) FROM messages p WHERE p.conv = c.id AND p.state = 0 "
+                 "  AND p.kind != 'ctl'), "
                  "(SELECT CASE WHEN l.kind = 'text' THEN json_extract(l.body, '$.text') "
                  "  ELSE '[' || l.kind || ']' END FROM messages l WHERE l.conv = c.id "
+                 "  AND l.kind != 'ctl' "
                  "  ORDER BY l.local_id DESC LIMIT 1) "
                  "FROM convs c LEFT JOIN users u ON u.id = c.peer "
                  "WHERE ?1 IS NULL OR c.id = ?1 ORDER BY c.last_ts DESC, c.id");
