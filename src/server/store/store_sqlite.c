@@ -25,6 +25,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -512,6 +513,7 @@ typedef struct checkpointer {
     pthread_cond_t cv;
     bool stop;
     sqlite3 *db;
+    atomic_int frames; /* frames in the WAL after the writer's last commit */
 } checkpointer;
 
 struct store {
@@ -1238,13 +1240,26 @@ fail:
 /* SQLite checkpoints the WAL inside the COMMIT that crosses wal_autocheckpoint pages, and the
  * writer commits far more than anyone else, so copying the WAL into the database file would land
  * on the message path. This thread copies it instead, passively (never blocking the writer or
- * readers), every CKPT_EVERY_MS. Under a steady stream of commits a passive checkpoint never
- * quite reaches the end of the WAL, and the WAL only starts again from its beginning after a
- * checkpoint that did; so the writer keeps its own automatic checkpoint, at CKPT_WRITER_PAGES,
- * and that one finds nearly every frame already copied: it costs the writer the few frames
- * since the last pass and the syncs, and the WAL file is reused from its start. */
+ * readers), every CKPT_EVERY_MS once the WAL holds CKPT_START_PAGES frames: waiting for a few
+ * MiB means a page that many commits rewrite is copied once, not at every pass. Under a steady
+ * stream of commits the WAL only starts again from its beginning through a checkpoint on the
+ * writer's connection, so the writer's WAL hook (which replaces SQLite's automatic checkpoint)
+ * checkpoints past CKPT_WRITER_PAGES; it finds nearly every frame already copied and costs the
+ * writer the few frames since the last pass and the syncs. */
 #define CKPT_EVERY_MS     100
-#define CKPT_WRITER_PAGES "32768"
+#define CKPT_START_PAGES  8192
+#define CKPT_WRITER_PAGES 32768
+
+/* Replaces SQLite's automatic checkpoint on the writer's connection: records the WAL's size for
+ * the checkpointer and checkpoints by itself only past CKPT_WRITER_PAGES. */
+static int writer_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+    checkpointer *k = arg;
+    atomic_store_explicit(&k->frames, frames, memory_order_relaxed);
+    if (frames >= CKPT_WRITER_PAGES)
+        (void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    return SQLITE_OK;
+}
 
 static void *ckpt_run(void *arg)
 {
@@ -1260,6 +1275,7 @@ static void *ckpt_run(void *arg)
         }
         pthread_cond_timedwait(&k->cv, &k->mu, &until);
         if (k->stop) break;
+        if (atomic_load_explicit(&k->frames, memory_order_relaxed) < CKPT_START_PAGES) continue;
         pthread_mutex_unlock(&k->mu);
         int rc = sqlite3_wal_checkpoint_v2(k->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
         if (rc != SQLITE_OK && (rc & 0xFF) != SQLITE_BUSY)
@@ -1298,7 +1314,6 @@ int store_writer_start(store_t *st)
     /* 8 MiB: a batch's pages stay in memory until its COMMIT instead of spilling into the WAL
      * early (a larger cache measured no faster and only grew the RSS with the database) */
     if (exec1(st, "PRAGMA cache_size=-8192", NULL, NULL, 0) != SQLITE_OK ||
-        exec1(st, "PRAGMA wal_autocheckpoint=" CKPT_WRITER_PAGES, NULL, NULL, 0) != SQLITE_OK ||
         pthread_create(&k->thread, NULL, ckpt_run, k) != 0) {
         log_error("store: cannot start the checkpoint thread");
         sqlite3_close(k->db);
@@ -1307,6 +1322,7 @@ int store_writer_start(store_t *st)
         free(k);
         return ST_ERR;
     }
+    sqlite3_wal_hook(st->db, writer_wal_hook, k);
     st->ckpt = k;
     return ST_OK;
 }
@@ -1328,6 +1344,7 @@ void store_close(store_t *st)
 {
     if (!st) return;
     if (st->ckpt) {
+        sqlite3_wal_hook(st->db, NULL, NULL);
         ckpt_stop(st->ckpt);
         /* what is left in the WAL goes into the database file now, not at the next start */
         if (sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL) !=
