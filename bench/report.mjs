@@ -150,11 +150,11 @@ for (const s of csys) {
   fs.writeFileSync(f, '# offered_msgs_per_s p50_ms p99_ms (fixed offered rates)\n' + rows.map((r) => r.join(' ')).join('\n') + '\n');
   const ff = path.join(dir, `plot-${s}-flat.dat`);
   fs.writeFileSync(ff, '# delivered_msgs_per_s p50_ms p99_ms (flat out, window of 8 per sender: the median run)\n' + (flat.length ? flat[Math.floor(flat.length / 2)].join(' ') : '') + '\n');
-  series.push([s, f, ff]);
+  series.push([s, path.basename(f), path.basename(ff)]); /* the script runs in dir: names only */
 }
 const pairs = get('c-direct-parley-flat-')[0]?.params.pairs ?? '?';
 if (series.length) {
-  const png = path.join(dir, 'latency-vs-load.png');
+  const png = 'latency-vs-load.png';
   const plots = series.flatMap(([s, f, ff], i) => [
     `'${f}' using 1:3 with linespoints lw 2 pt 7 lc ${i + 1} title '${names[s]} p99'`,
     `'${f}' using 1:2 with linespoints lw 1 dt 2 pt 6 lc ${i + 1} title '${names[s]} p50'`,
@@ -168,8 +168,8 @@ if (series.length) {
   ].join('\n');
   fs.writeFileSync(path.join(dir, 'latency-vs-load.gp'), gp + '\n');
   try {
-    execFileSync('gnuplot', [path.join(dir, 'latency-vs-load.gp')], { stdio: 'inherit' });
-    console.log(`plot: ${png}`);
+    execFileSync('gnuplot', ['latency-vs-load.gp'], { cwd: dir, stdio: 'inherit' });
+    console.log(`plot: ${path.join(dir, png)}`);
   } catch (e) {
     console.error(`report: gnuplot failed (${e.message}); the data is in ${dir}/plot-*.dat`);
   }
