@@ -52,6 +52,41 @@ static inline void e2e_unseal_to(tcl *t, const char *name, void *out, size_t siz
     free(v);
 }
 
+/* Runs sql (its ? bound to the args given, NULL for none) on the database at path; the
+ * integer of the first column of the first row, or -1 when there is no row. */
+static inline int64_t db_int(const char *path, const char *sql, const char *a1, const char *a2)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    if (a1) sqlite3_bind_text(st, 1, a1, -1, SQLITE_TRANSIENT);
+    if (a2) sqlite3_bind_text(st, 2, a2, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st);
+    assert_true(rc == SQLITE_ROW || rc == SQLITE_DONE);
+    int64_t v = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/* One text column of the first row of sql (one ? bound to arg) in the database file path. */
+static inline char *db_text(const char *path, const char *sql, const char *arg)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    char *s = strdup((const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return s;
+}
+
 static inline void b64url(char *out, size_t cap, const unsigned char *p, size_t n)
 {
     sodium_bin2base64(out, cap, p, n, sodium_base64_VARIANT_URLSAFE_NO_PADDING);

@@ -245,22 +245,6 @@ T_TEST(test_e2e_group_sender_keys)
     scan_server(secrets, 6, g.id);
 }
 
-/* One text column of the first row of sql (one ? bound to arg) in the database file path. */
-static char *db_text(const char *path, const char *sql, const char *arg)
-{
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    char *s = strdup((const char *)sqlite3_column_text(st, 0));
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return s;
-}
-
 T_TEST(test_e2e_group_removed_member)
 {
     static grp g;
@@ -331,17 +315,8 @@ T_TEST(test_e2e_group_removed_member)
                                        sodium_base64_VARIANT_URLSAFE_NO_PADDING),
                      0);
     snprintf(rec, sizeof rec, "skp:%s:%s:%s", g.id, g.u[1].id, g.u[1].device);
-    sqlite3 *d3;
-    assert_int_equal(sqlite3_open(g.t[3].store, &d3), SQLITE_OK);
-    sqlite3_stmt *st;
-    assert_int_equal(
-        sqlite3_prepare_v2(d3, "SELECT count(*) FROM e2e_keys WHERE name = ?", -1, &st, NULL),
-        SQLITE_OK);
-    sqlite3_bind_text(st, 1, rec, -1, SQLITE_TRANSIENT);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    bool has_rec = sqlite3_column_int(st, 0) == 1;
-    sqlite3_finalize(st);
-    sqlite3_close(d3);
+    bool has_rec =
+        db_int(g.t[3].store, "SELECT count(*) FROM e2e_keys WHERE name = ?", rec, NULL) == 1;
     if (has_rec) {
         rb = e2e_unseal(&g.t[3], rec, &rn);
         assert_int_equal(pl_sk_peer_deserialize(&p, rb, rn), 0);

@@ -23,25 +23,6 @@ static void open_pair(tcl *a, tcl *b, tuser *ua, tuser *ub)
     tcl_wait_online(b, 10000);
 }
 
-/* Runs sql (its ? bound to the args given, NULL for none) on the database at path; the
- * integer of the first column of the first row, or -1 when there is no row. */
-static int64_t db_int(const char *path, const char *sql, const char *a1, const char *a2)
-{
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    if (a1) sqlite3_bind_text(st, 1, a1, -1, SQLITE_TRANSIENT);
-    if (a2) sqlite3_bind_text(st, 2, a2, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    assert_true(rc == SQLITE_ROW || rc == SQLITE_DONE);
-    int64_t v = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
-}
-
 /* How many ctl messages the server stored from user in conv. */
 static int64_t server_ctl(const char *conv, const char *user)
 {
