@@ -68,6 +68,7 @@ static void make_group(const tuser *owner, const tuser **members, int n, char gi
     free(body);
     assert_http_status(st, g, 201);
     assert_string_equal(tj_str(g, "name"), "Team \xe2\x98\x85");
+    assert_int_equal(tj_int(g, "last_seq"), 1); /* the "created" system message */
     assert_int_equal(json_array_size(tj_get(g, "members")), (size_t)n + 1);
     size_t i;
     json_t *m;
@@ -213,9 +214,15 @@ T_TEST(test_group_removal_and_roles)
     assert_int_equal(st, 204);
     json_decref(r);
     snprintf(path, sizeof path, "/v1/groups/%s", gid);
+    snprintf(path, sizeof path, "/v1/groups/%s", gid);
+    json_t *before = req("GET", path, &admin, &st, NULL);
+    assert_http_status(st, before, 200);
     r = req("PATCH", path, &admin, &st, "{\"name\":\"Renamed\"}");
     assert_http_status(st, r, 200);
     assert_string_equal(tj_str(r, "name"), "Renamed");
+    /* the reply counts the "renamed" system message it wrote */
+    assert_int_equal(tj_int(r, "last_seq"), tj_int(before, "last_seq") + 1);
+    json_decref(before);
     json_decref(r);
     snprintf(path, sizeof path, "/v1/groups/%s/members/%s", gid, owner.id);
     r = req("DELETE", path, &admin, &st, NULL);

@@ -71,7 +71,8 @@ typedef struct item {
 } item;
 
 /* For code running on the pipeline thread (items and ITEM_REST handlers): writes a message from
- * it->user in conv, appends it to the inbox of every member, and records the deliveries.
+ * it->user in conv, appends it to the inbox of every member, and records the deliveries; the
+ * conversation's last_seq and the inbox heads in the store are current when it returns.
  * body is JSON text (copied). Returns ST_OK or an error. */
 int pipeline_write_msg(store_t *st, item *it, const char *conv, const char *kind, const char *body,
                        int64_t reply_to);

@@ -28,6 +28,7 @@ struct pipeline {
     pthread_cond_t cv;
     item *head, *tail;
     int64_t queued; /* items in head..tail */
+    int64_t enough; /* a batch this large commits at once: BATCH_ENOUGH or batch_max if smaller */
     bool stop;
     store_t *st;
     server_t *srv;
@@ -299,7 +300,9 @@ static int write_msg(store_t *st, item *it, const char *conv, const char *kind, 
 int pipeline_write_msg(store_t *st, item *it, const char *conv, const char *kind, const char *body,
                        int64_t reply_to)
 {
-    return write_msg(st, it, conv, kind, body, reply_to, NULL);
+    int rc = write_msg(st, it, conv, kind, body, reply_to, NULL);
+    /* the caller may read the conversation back (a REST reply): its counters go to the store */
+    return rc == ST_OK ? counters_flush(st) : rc;
 }
 
 /* ---- e2e (E2E.md §4, §7.1) ---- */
@@ -719,13 +722,13 @@ static void *run(void *arg)
         }
         /* Group commit: a commit costs about the same for one message as for dozens (it writes
          * every page it changed), so a small batch waits up to batch_wait_us for company. */
-        if (wait_us > 0 && p->queued < BATCH_ENOUGH && p->queued < max && !p->stop) {
+        if (wait_us > 0 && p->queued < p->enough && !p->stop) {
             struct timespec until;
             clock_gettime(CLOCK_REALTIME, &until);
             until.tv_nsec += wait_us * 1000;
             until.tv_sec += until.tv_nsec / 1000000000L;
             until.tv_nsec %= 1000000000L;
-            while (p->queued < BATCH_ENOUGH && p->queued < max && !p->stop &&
+            while (p->queued < p->enough && !p->stop &&
                    pthread_cond_timedwait(&p->cv, &p->mu, &until) == 0) {
             }
         }
@@ -760,6 +763,7 @@ int pipeline_start(server_t *s)
         return -1;
     }
     p->srv = s;
+    p->enough = s->cfg.batch_max < BATCH_ENOUGH ? s->cfg.batch_max : BATCH_ENOUGH;
     receipt_max = s->cfg.receipt_max;
     known_clear();
     pthread_mutex_init(&p->mu, NULL);
@@ -810,6 +814,6 @@ void pipeline_submit(server_t *s, item *it)
         p->head = it;
     p->tail = it;
     /* wake the thread for the first item and when a waiting batch has enough */
-    if (++p->queued == 1 || p->queued == BATCH_ENOUGH) pthread_cond_signal(&p->cv);
+    if (++p->queued == 1 || p->queued == p->enough) pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
 }

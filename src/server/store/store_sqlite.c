@@ -1119,6 +1119,9 @@ static int configure(store_t *st, const char *path, char *err, size_t errlen)
         exec1(st, "PRAGMA foreign_keys=ON", NULL, NULL, 0) != SQLITE_OK ||
         /* Savepoint journals stay in memory: one item's pages, never a temporary file. */
         exec1(st, "PRAGMA temp_store=MEMORY", NULL, NULL, 0) != SQLITE_OK ||
+        /* Checkpoints belong to the writer (store_writer_start: its thread and its backstop);
+         * a REST commit on another connection must not copy the WAL inline. */
+        exec1(st, "PRAGMA wal_autocheckpoint=0", NULL, NULL, 0) != SQLITE_OK ||
         exec1(st, "PRAGMA foreign_keys", &fk, NULL, 0) != SQLITE_OK) {
         set_err(err, errlen, "Cannot configure the database %s: %s.", path, sqlite3_errmsg(st->db));
         return -1;
