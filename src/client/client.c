@@ -340,7 +340,7 @@ int pl_msgs_history(pl_client *c, const char *conv, int64_t before_local_id, int
 
 int pl_outbox_list(pl_client *c, pl_msg **out, size_t *n)
 {
-    int err = pl__store_outbox(c->db, 0, 0, out, n);
+    int err = pl__store_outbox(c->db, 0, 0, false, out, n);
     return err ? pl__fail(c, err, NULL) : 0;
 }
 

@@ -290,6 +290,14 @@ static int opks_make(sqlite3 *db, const char *sp, pl_prekey *opks, size_t n)
     return pl__meta_set_int(db, "e2e_next_opk", first + (int64_t)n) ? PL_ESTORE : 0;
 }
 
+/* One REST call from the application thread (base NULL) or the I/O thread (base given). */
+static int rest(pl_client *c, const char *base, const char *method, const char *path,
+                const char *token, json_t *body, long *status, json_t **resp)
+{
+    return base ? pl__rest_at(c, base, method, path, token, body, status, resp)
+                : pl__rest(c, method, path, token, body, status, resp);
+}
+
 /* The body of PUT /v1/keys/bundle: the DCERT, the SPK signed with aik, opks (n may be 0). */
 static json_t *bundle_body(const pl_sign_pair *aik, const pl_e2e_self *self, const pl_prekey *spk,
                            const pl_prekey *opks, size_t n)
@@ -534,8 +542,7 @@ static int spk_publish(pl_client *c, sqlite3 *db, const char *base, const char *
     if (!err) {
         long status = 0;
         json_t *resp = NULL;
-        err = base ? pl__rest_at(c, base, "PUT", "/v1/keys/bundle", token, body, &status, &resp)
-                   : pl__rest(c, "PUT", "/v1/keys/bundle", token, body, &status, &resp);
+        err = rest(c, base, "PUT", "/v1/keys/bundle", token, body, &status, &resp);
         json_decref(resp);
     }
     json_decref(body);
@@ -1112,14 +1119,6 @@ static void strs_free(char **v, size_t n)
 {
     for (size_t i = 0; i < n; i++) free(v[i]);
     free(v);
-}
-
-/* One REST call from the application thread (base NULL) or the I/O thread (base given). */
-static int rest(pl_client *c, const char *base, const char *method, const char *path,
-                const char *token, json_t *body, long *status, json_t **resp)
-{
-    return base ? pl__rest_at(c, base, method, path, token, body, status, resp)
-                : pl__rest(c, method, path, token, body, status, resp);
 }
 
 /* Sessions with the devices devs of `to`: stored ones, else new ones from claimed bundles

@@ -98,6 +98,7 @@ typedef struct io {
     bool want_opks;             /* prekeys_low came: upload more OPKs after the batch */
     bool want_spk;              /* check the signed prekey's age after the batch */
     bool want_retry;            /* RETRYs are queued: build their outbox rows after the batch */
+    bool want_reads;            /* read markers set while offline: send them after the batch */
     int64_t stale_id[WINDOW];   /* e2e rows refused with device_list_stale, to rebuild */
     json_t *stale_devs[WINDOW]; /* and the server's device lists */
     int nstale;
@@ -283,7 +284,7 @@ static void pump_outbox(io *s)
         if (want > (int)s->tokens) want = (int)s->tokens;
         pl_msg *rows;
         size_t n;
-        if (pl__store_outbox(s->db, s->sent_upto, want, &rows, &n) != 0) {
+        if (pl__store_outbox(s->db, s->sent_upto, want, true, &rows, &n) != 0) {
             pl__ev_error(s->c, PL_ESTORE, "the outbox could not be read");
             return;
         }
@@ -635,7 +636,7 @@ static void on_synced(io *s, json_t *f)
         set_state(s, IO_LIVE);
         s->pause_until = 0;
         pump_outbox(s);
-        send_reads(s);
+        s->want_reads = true; /* own transaction: once this batch is committed */
         send_presence(s);
         s->want_convs = true; /* receipts are not replayed: read the markers from the list */
         s->want_spk = true;
@@ -836,6 +837,10 @@ static void on_readable(io *s)
         return;
     }
     send_recv(s);
+    if (s->want_reads) {
+        s->want_reads = false;
+        send_reads(s);
+    }
     if (s->nstale) rebuild_stale(s);
     if (s->want_retry && s->phase == IO_LIVE) {
         s->want_retry = false;

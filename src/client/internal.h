@@ -125,7 +125,10 @@ char *pl__store_wire(sqlite3 *db, int64_t local_id);
 int pl__store_msg_get(sqlite3 *db, int64_t local_id, pl_msg *out);
 int pl__store_history(sqlite3 *db, const char *conv, int64_t before, int limit, pl_msg **out,
                       size_t *n);
-int pl__store_outbox(sqlite3 *db, int64_t after_local_id, int limit, pl_msg **out, size_t *n);
+/* Pending rows after after_local_id in order; control rows (RETRY) only when with_ctl: the
+ * engine sends them, the application never sees them. */
+int pl__store_outbox(sqlite3 *db, int64_t after_local_id, int limit, bool with_ctl, pl_msg **out,
+                     size_t *n);
 int pl__store_convs(sqlite3 *db, const char *conv, pl_conv **out, size_t *n);
 int pl__store_mark_read(sqlite3 *db, const char *conv);
 
@@ -173,7 +176,7 @@ int pl__store_conv_forget_member(sqlite3 *db, const char *conv, const char *user
 void pl__store_user_label(sqlite3 *db, const char *me, const char *id, char *out, size_t cap);
 
 /* Calls fn for every conversation whose read marker moved since it was last sent, and records
- * it as sent: in its own transaction, or in the caller's when one is open. */
+ * it as sent (own transaction: not inside the engine's batch). */
 int pl__store_take_reads(sqlite3 *db, void (*fn)(void *ud, const char *conv, int64_t upto),
                          void *ud);
 

@@ -415,13 +415,15 @@ int pl__store_history(sqlite3 *db, const char *conv, int64_t before, int limit, 
     return msg_list(st, out, n);
 }
 
-int pl__store_outbox(sqlite3 *db, int64_t after_local_id, int limit, pl_msg **out, size_t *n)
+int pl__store_outbox(sqlite3 *db, int64_t after_local_id, int limit, bool with_ctl, pl_msg **out,
+                     size_t *n)
 {
     sqlite3_stmt *st = prep(db, "SELECT " MSG_COLS MSG_FROM "WHERE m.state = 0 AND m.local_id > ?"
-                                " ORDER BY m.local_id LIMIT ?");
+                                " AND (? OR m.kind != 'ctl') ORDER BY m.local_id LIMIT ?");
     if (!st) return PL_ESTORE;
     sqlite3_bind_int64(st, 1, after_local_id);
-    sqlite3_bind_int(st, 2, limit > 0 ? limit : 1000000);
+    sqlite3_bind_int(st, 2, with_ctl);
+    sqlite3_bind_int(st, 3, limit > 0 ? limit : 1000000);
     return msg_list(st, out, n);
 }
 
@@ -908,9 +910,7 @@ int pl__store_mark_read(sqlite3 *db, const char *conv)
 int pl__store_take_reads(sqlite3 *db, void (*fn)(void *ud, const char *conv, int64_t upto),
                          void *ud)
 {
-    /* Called inside the engine's batch transaction too (after a sync): then it joins it. */
-    bool own = sqlite3_get_autocommit(db);
-    if (own && pl__store_begin(db) != 0) return PL_ESTORE;
+    if (pl__store_begin(db) != 0) return PL_ESTORE;
     sqlite3_stmt *st = prep(db, "SELECT id, read_seq FROM convs WHERE read_seq > read_sent");
     int rc = SQLITE_ERROR;
     while (st && (rc = sqlite3_step(st)) == SQLITE_ROW)
@@ -918,10 +918,10 @@ int pl__store_take_reads(sqlite3 *db, void (*fn)(void *ud, const char *conv, int
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE || exec(db, "UPDATE convs SET read_sent = read_seq "
                                       "WHERE read_seq > read_sent") != 0) {
-        if (own) pl__store_rollback(db);
+        pl__store_rollback(db);
         return PL_ESTORE;
     }
-    return own ? pl__store_commit(db) : 0;
+    return pl__store_commit(db);
 }
 
 /* The markers and counts of one conversation, to tell what a merge changed. */

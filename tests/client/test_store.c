@@ -104,7 +104,7 @@ T_TEST(test_store_dedup_and_merge)
 
     /* a second connection (as the engine has) sees the same, and the outbox is empty */
     assert_int_equal(pl__store_open(path, &db), 0);
-    assert_int_equal(pl__store_outbox(db, 0, 0, &h, &n), 0);
+    assert_int_equal(pl__store_outbox(db, 0, 0, false, &h, &n), 0);
     assert_int_equal(n, 0);
     pl_msgs_free(h, n);
     assert_int_equal(pl__store_mark_read(db, conv), 0);
