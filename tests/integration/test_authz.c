@@ -273,6 +273,7 @@ typedef struct world {
     tuser m2;  /* another plain member of g */
     tuser rm;  /* was a member of g, removed by o */
     tuser x;   /* the outsider: in nothing, blocked by b */
+    tuser xb;  /* a second device of the outsider */
     tuser p1;  /* p1 and p2: friends with a direct conversation p */
     tuser p1b; /* a second device of p1 */
     tuser p2;
@@ -331,6 +332,7 @@ static void build_world(void)
     assert_int_equal(tws_wait_close(w2, 0), 4001);
     tws_free(w2);
     assert_int_equal(tuser_login(PORT, W.p1.username, W.p1.password, &W.p1b), 200);
+    assert_int_equal(tuser_login(PORT, W.x.username, W.x.password, &W.xb), 200);
 
     /* group g: o owner, a and a2 admins, m, m2 and rm members */
     json_t *g = must(201, "POST", "/v1/groups", &W.o,
@@ -1272,6 +1274,13 @@ static void wrong_user_cases(void)
                 .body = link_body(W.x.device),
                 .status = 400,
                 .code = "invalid_request"});
+    add((rcase){.route = "PUT /v1/keys/link/{}",
+                .what = "the outsider takes over p1's link id for its own second device",
+                .token = W.x.token,
+                .a1 = LINK_ID,
+                .body = link_body(W.xb.device),
+                .status = 409,
+                .code = "link_exists"});
     add((rcase){.route = "GET /v1/keys/link/{}",
                 .what = "the outsider reads p1's link envelope",
                 .token = W.x.token,
